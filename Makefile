@@ -1,0 +1,114 @@
+# uppercased — build, test, install.
+#
+#   make            build the daemon, uppercasectl and the tests' helpers
+#   make run        install missing packages, build, run in the foreground
+#   make check      install missing packages, build, run every test
+#   make install    install under $(DESTDIR)$(PREFIX)
+#
+# Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX.  CI=true adds -Werror.
+
+VERSION    := $(shell cat VERSION)
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
+BUILD      ?= build
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARNINGS   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
+              -Wmissing-prototypes -Wstrict-prototypes
+ifneq ($(CI),)
+WARNINGS   += -Werror
+endif
+
+# libunistring has no pkg-config file in Debian 12: fall back to -lunistring.
+PKG_CFLAGS := $(shell pkg-config --cflags libsystemd libconfig 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
+              $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+ALL_CPPFLAGS := -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon $(CPPFLAGS)
+ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS  := -pthread $(LDFLAGS)
+
+COMMON_SRC := $(wildcard common/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CTL_SRC    := $(wildcard ctl/*.c)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIBCOMMON  := $(BUILD)/libcommon.a
+LIBDAEMON  := $(BUILD)/libuppercased.a
+DAEMON     := $(BUILD)/uppercased
+CTL        := $(BUILD)/uppercasectl
+UNIT       := $(BUILD)/unit-tests
+TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
+
+PROGRAMS   := $(DAEMON) $(if $(CTL_SRC),$(CTL))
+
+.PHONY: all deps run check check-unit check-asan check-integration install clean
+all: $(PROGRAMS) $(UNIT) $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBCOMMON): $(call obj,$(COMMON_SRC))
+	$(AR) rcs $@ $^
+$(LIBDAEMON): $(call obj,$(DAEMON_SRC))
+	$(AR) rcs $@ $^
+
+$(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(CTL): $(call obj,$(CTL_SRC)) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+$(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
+$(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Debian packages the build and the tests need; installed when missing.
+deps:
+	@sh tools/install-deps
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(DAEMON) -c etc/uppercased.conf
+
+# make check: every test, on a normal and on an ASan+UBSan build.
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-unit
+	@$(MAKE) --no-print-directory check-integration
+	@$(MAKE) --no-print-directory check-asan
+
+check-unit: $(UNIT)
+	CK_DEFAULT_TIMEOUT=60 $(UNIT)
+
+check-integration: all
+	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/run-integration
+
+check-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    all check-unit
+	UPPERCASED_BUILD=$(abspath build-asan) UPPERCASED_ASAN=1 tests/run-integration
+
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
+	install -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/uppercased
+	$(if $(CTL_SRC),install -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/uppercasectl)
+	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

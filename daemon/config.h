@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The configuration as a plain, validated struct.  config_load() parses a
+ * libconfig file into a new struct; the caller swaps it in only when the
+ * load succeeded (reload keeps the old one otherwise). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "shared.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/uppercased/uppercased.conf"
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_ERR_MAX 512
+
+enum worker_model {
+        MODEL_EVENT,
+        MODEL_THREAD,
+        MODEL_PROCESS,
+        _MODEL_MAX,
+};
+
+struct config {
+        /* listen { tcp = [...]; udp = [...]; backlog = N; } */
+        struct addr tcp[CONFIG_MAX_LISTEN];
+        size_t n_tcp;
+        struct addr udp[CONFIG_MAX_LISTEN];
+        size_t n_udp;
+        int backlog;
+
+        /* control { path = "..."; mode = "0660"; group = "uppercased"; } */
+        char control_path[108];          /* sizeof(sun_path) */
+        mode_t control_mode;
+        char control_group[64];          /* "" = leave the group alone */
+
+        /* workers { model = "event"; threads = 1; max_connections = 1024;
+         *           max_workers = 256; } */
+        enum worker_model model;
+        unsigned threads;                /* event loops (event), UDP threads (thread) */
+        unsigned max_connections;
+        unsigned max_workers;            /* threads or processes serving TCP */
+
+        /* timeouts { idle = "300s"; write = "30s"; shutdown = "10s"; } */
+        uint64_t timeout_usec[_TIMEOUT_MAX];
+
+        /* log { clients = true; rate = 100; burst = 200; } */
+        bool log_clients;
+        unsigned log_rate;               /* client entries per second, 0 = no limit */
+        unsigned log_burst;
+};
+
+/* Built-in defaults (SPEC §3): [::]:12000 for TCP and UDP, event model. */
+void config_defaults(struct config *c);
+
+/* Loads path over the defaults.  On error returns -EINVAL (or -errno for an
+ * unreadable file) and writes "FILE:LINE: message" (or "FILE: message") to
+ * err. */
+int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+/* Checks cross-field constraints (after command-line overrides too). */
+int config_validate(const struct config *c, char *err, size_t errlen);
+
+const char *model_to_string(enum worker_model m);
+int model_from_string(const char *s);   /* enum value, or -EINVAL */
+
+/* Default control socket path: /run/uppercased/control.sock for root, else
+ * $XDG_RUNTIME_DIR/uppercased/control.sock (falls back to the root one). */
+void config_default_control_path(char *buf, size_t len);

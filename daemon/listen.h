@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The sockets the daemon serves: passed by systemd (socket activation) or
+ * bound from the configuration. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct listeners {
+        int tcp[CONFIG_MAX_LISTEN];
+        size_t n_tcp;
+        int udp[CONFIG_MAX_LISTEN];
+        size_t n_udp;
+        int control;            /* UNIX stream socket, -1 when none */
+        bool activated;         /* passed by systemd: never bound or unlinked by us */
+};
+
+void listeners_init(struct listeners *l);
+
+/* Takes the sockets systemd passed (LISTEN_FDS): TCP listening sockets, UDP
+ * sockets and a UNIX stream socket for control, told apart by type (and
+ * FileDescriptorName= "control" for the UNIX one).  Returns the number taken,
+ * 0 when not socket activated, or -errno; on -EBADMSG, *what names the
+ * offending descriptor. */
+int listen_activated(struct listeners *l, char *what, size_t len);
+
+/* Binds the configured TCP and UDP addresses (SO_REUSEADDR, dual stack for
+ * [::], non-blocking, close-on-exec).  On failure returns -errno with the
+ * address in *what. */
+int listen_bind(struct listeners *l, const struct config *c, char *what, size_t len);
+
+void listeners_close(struct listeners *l);
+
+/* Local address of a socket as text, for the status line. */
+char *listen_describe(int fd, char *buf, size_t len);

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Logging.  Under journald (JOURNAL_STREAM names our stderr) entries go to the
+ * journal with structured fields via sd_journal_send(); otherwise readable
+ * lines go to stderr.  Client entries (one per TCP open/close and per UDP
+ * datagram) are rate limited inside the daemon; what is suppressed is
+ * summarised by log_flush_suppressed(), never silently dropped.
+ * Thread-safe. */
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include "addr.h"
+#include "shared.h"
+
+enum log_target {
+        LOG_TARGET_STDERR,
+        LOG_TARGET_JOURNAL,
+};
+
+/* Picks the journal when JOURNAL_STREAM matches stderr's device:inode. */
+enum log_target log_detect_target(void);
+void log_setup(enum log_target target, int max_priority);
+
+/* Client log settings, live: enabled, entries per second (0 = unlimited),
+ * and the burst allowed above the rate. */
+void log_set_client_limits(bool enabled, unsigned rate, unsigned burst);
+
+/* Suppressed entries are counted in sh->c.log_suppressed as well. */
+void log_set_shared(struct shared *sh);
+
+/* Daemon messages; "%m" expands errno.  Return -abs(err) for
+ * "return log_error_errno(r, "Failed to bind %s: %m", addr);" */
+void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int log_errno(int priority, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define log_debug(...)   log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)  log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)   log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warning_errno(err, ...) log_errno(LOG_WARNING, (err), __VA_ARGS__)
+#define log_error_errno(err, ...)   log_errno(LOG_ERR, (err), __VA_ARGS__)
+
+/* A client event.  bytes/duration/reason only matter for close events. */
+enum client_event_kind {
+        CLIENT_TCP_OPEN,
+        CLIENT_TCP_CLOSE,
+        CLIENT_UDP,
+};
+
+struct client_event {
+        enum client_event_kind kind;
+        union sockaddr_union peer;
+        uint64_t conn_id;              /* TCP only */
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        uint64_t duration_usec;
+        enum close_reason reason;
+};
+
+void log_client(const struct client_event *ev);
+
+/* Emits "suppressed N client log entries" when any were.  Called once a
+ * second from the main loop and at exit. */
+void log_flush_suppressed(void);
+
+/* Pure formatting, for the journal and for tests.  Fills fields[] with
+ * "KEY=value" strings (MESSAGE first) and returns how many; each buffer is
+ * LOG_FIELD_MAX bytes. */
+#define LOG_FIELDS_MAX 10
+#define LOG_FIELD_MAX 160
+int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX]);
+
+/* Token bucket used for the client rate limit, exposed for tests. */
+struct ratelimit {
+        uint64_t rate;          /* tokens per second, 0 = unlimited */
+        uint64_t burst;
+        uint64_t tokens_x1e6;   /* tokens * 1e6, to refill per microsecond */
+        uint64_t last_usec;
+};
+void ratelimit_init(struct ratelimit *rl, unsigned rate, unsigned burst, uint64_t now_usec);
+bool ratelimit_take(struct ratelimit *rl, uint64_t now_usec);

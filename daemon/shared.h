@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Everything the control socket reads or changes lives here, in one
+ * MAP_SHARED mapping created before any worker starts: the counters, the live
+ * timeouts, and the table of active TCP connections.  Worker threads and
+ * forked worker processes update it with relaxed atomics; the control side
+ * reads it without locks.  Because it is shared memory, the process model's
+ * parent sees its children's work. */
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "addr.h"
+
+enum timeout_id {
+        TIMEOUT_IDLE,
+        TIMEOUT_WRITE,
+        TIMEOUT_SHUTDOWN,
+        _TIMEOUT_MAX,
+};
+
+enum close_reason {
+        CLOSE_EOF,
+        CLOSE_QUIT,
+        CLOSE_IDLE,
+        CLOSE_WRITE,
+        CLOSE_ERROR,
+        CLOSE_SHUTDOWN,
+        _CLOSE_MAX,
+};
+
+struct counters {
+        atomic_uint_fast64_t tcp_accepted;
+        atomic_uint_fast64_t tcp_rejected;       /* over max_connections/max_workers */
+        atomic_uint_fast64_t tcp_closed[_CLOSE_MAX];
+        atomic_uint_fast64_t tcp_bytes_in;
+        atomic_uint_fast64_t tcp_bytes_out;
+        atomic_uint_fast64_t udp_datagrams;
+        atomic_uint_fast64_t udp_bytes_in;
+        atomic_uint_fast64_t udp_bytes_out;
+        atomic_uint_fast64_t udp_truncated;
+        atomic_uint_fast64_t udp_send_errors;
+        atomic_uint_fast64_t invalid_utf8;       /* bytes passed through unmapped */
+        atomic_uint_fast64_t workers_died;       /* process model: children killed */
+        atomic_uint_fast64_t log_suppressed;     /* client log entries rate limited */
+};
+
+enum slot_state {
+        SLOT_FREE,
+        SLOT_ACTIVE,
+};
+
+/* One active TCP connection.  Written by the worker serving it, read by the
+ * control side.  id == 0 marks a free slot. */
+struct conn_slot {
+        atomic_uint_fast64_t id;
+        union sockaddr_union peer;
+        uint64_t start_realtime_usec;            /* for display */
+        uint64_t start_usec;                     /* CLOCK_MONOTONIC */
+        atomic_uint_fast64_t last_active_usec;   /* CLOCK_MONOTONIC, last byte in or out */
+        atomic_uint_fast64_t bytes_in;
+        atomic_uint_fast64_t bytes_out;
+        atomic_int close_reason;                 /* set by the worker when it ends */
+        atomic_int pid;                          /* process model: the child */
+        uint32_t index;                          /* own position in the table */
+        uint32_t next_free;                      /* free list link, owner side only */
+};
+
+struct shared {
+        struct counters c;
+        atomic_uint_fast64_t timeout_usec[_TIMEOUT_MAX];   /* live, 0 = off */
+        atomic_uint max_connections;                        /* live */
+        atomic_uint tcp_active;
+        atomic_bool stopping;                    /* graceful stop: flush and close */
+        atomic_bool aborting;                    /* shutdown timeout hit: close now */
+        atomic_uint_fast64_t next_conn_id;
+
+        /* The free list is only touched under lock, by the threads of the
+         * daemon's main process (in the process model, only the parent). */
+        pthread_mutex_t lock;
+        uint32_t free_head;
+        uint32_t nslots;
+        struct conn_slot slots[];
+};
+
+/* Maps the shared area with room for nslots connections.  Pages are only
+ * touched as slots are used, so a large table costs nothing until then. */
+int shared_new(uint32_t nslots, struct shared **ret);
+void shared_free(struct shared *sh);
+
+/* Takes a slot for a new connection from peer, or returns NULL when
+ * max_connections (or the table) is full; then tcp_rejected is counted. */
+struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer);
+/* Releases a slot: counts its close reason, decrements tcp_active. */
+void conn_slot_release(struct shared *sh, struct conn_slot *slot);
+
+/* Records traffic on a connection (and the global TCP counters). */
+void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
+                       uint64_t in, uint64_t out, uint64_t now_usec);
+
+static inline uint64_t shared_timeout(const struct shared *sh, enum timeout_id t) {
+        return atomic_load_explicit(&sh->timeout_usec[t], memory_order_relaxed);
+}
+
+#define COUNTER_ADD(sh, field, n) \
+        atomic_fetch_add_explicit(&(sh)->c.field, (n), memory_order_relaxed)
+
+const char *close_reason_to_string(enum close_reason r);
+const char *timeout_to_string(enum timeout_id t);
+int timeout_from_string(const char *s);   /* enum value, or -EINVAL */

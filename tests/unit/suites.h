@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+#include <check.h>
+
+Suite *upcase_suite(void);
+Suite *duration_suite(void);
+Suite *addr_suite(void);
+Suite *config_suite(void);
+Suite *log_suite(void);
+Suite *shared_suite(void);
