@@ -26,10 +26,11 @@ enum log_target log_detect_target(void);
 void log_setup(enum log_target target, int max_priority);
 
 /* Client log settings, live: enabled, entries per second (0 = unlimited),
- * and the burst allowed above the rate. */
+ * and the bucket size (how many may come at once). */
 void log_set_client_limits(bool enabled, unsigned rate, unsigned burst);
 
-/* Suppressed entries are counted in sh->c.log_suppressed as well. */
+/* Suppressed entries are counted in sh->c.log_suppressed as well.  In the
+ * process model only the parent logs client events. */
 void log_set_shared(struct shared *sh);
 
 /* Daemon messages; "%m" expands errno.  Return -abs(err) for
@@ -72,7 +73,7 @@ void log_flush_suppressed(void);
  * "KEY=value" strings (MESSAGE first) and returns how many; each buffer is
  * LOG_FIELD_MAX bytes. */
 #define LOG_FIELDS_MAX 10
-#define LOG_FIELD_MAX 160
+#define LOG_FIELD_MAX 256
 int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX]);
 
 /* Token bucket used for the client rate limit, exposed for tests. */

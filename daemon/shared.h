@@ -84,6 +84,7 @@ struct shared {
          * daemon's main process (in the process model, only the parent). */
         pthread_mutex_t lock;
         uint32_t free_head;
+        uint32_t high_water;             /* slots below this were used once */
         uint32_t nslots;
         struct conn_slot slots[];
 };

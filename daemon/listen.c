@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "listen.h"
+
+void listeners_init(struct listeners *l) {
+        memset(l, 0, sizeof(*l));
+        l->control = -1;
+}
+
+static int fd_make_nonblocking_cloexec(int fd) {
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+                return -errno;
+        return 0;
+}
+
+static int listeners_add(int *fds, size_t *n, int fd) {
+        if (*n >= CONFIG_MAX_LISTEN)
+                return -E2BIG;
+        fds[(*n)++] = fd;
+        return 0;
+}
+
+/* Sorts one passed descriptor into TCP, UDP or control. */
+static int listen_take_fd(struct listeners *l, int fd) {
+        int r = fd_make_nonblocking_cloexec(fd);
+
+        if (r < 0)
+                return r;
+        if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) > 0) {
+                if (l->control >= 0)
+                        return -EBADMSG;
+                l->control = fd;
+                return 0;
+        }
+        if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) > 0)
+                return listeners_add(l->tcp, &l->n_tcp, fd);
+        if (sd_is_socket_inet(fd, 0, SOCK_DGRAM, -1, 0) > 0)
+                return listeners_add(l->udp, &l->n_udp, fd);
+        return -EBADMSG;
+}
+
+int listen_activated(struct listeners *l, char *what, size_t len) {
+        char **names = NULL;
+        int n, r = 0;
+
+        n = sd_listen_fds_with_names(true, &names);
+        if (n <= 0)
+                return n;
+
+        for (int i = 0; i < n && r >= 0; i++) {
+                const char *name = names && names[i] ? names[i] : "unknown";
+
+                r = listen_take_fd(l, SD_LISTEN_FDS_START + i);
+                if (r < 0)
+                        snprintf(what, len, "passed descriptor %d (%s)", SD_LISTEN_FDS_START + i, name);
+        }
+        for (int i = 0; names && names[i]; i++)
+                free(names[i]);
+        free(names);
+        if (r < 0)
+                return r;
+        l->activated = true;
+        return n;
+}
+
+static int socket_bind(const struct addr *a, int type, int backlog) {
+        int fd, one = 1, zero = 0;
+
+        fd = socket(a->sa.sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                goto fail;
+        /* [::] serves IPv4 too (dual stack), whatever net.ipv6.bindv6only says. */
+        if (a->sa.sa.sa_family == AF_INET6 &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+                goto fail;
+        if (bind(fd, &a->sa.sa, a->len) < 0)
+                goto fail;
+        if (type == SOCK_STREAM && listen(fd, backlog) < 0)
+                goto fail;
+        return fd;
+fail:;
+        int r = -errno;
+
+        close(fd);
+        return r;
+}
+
+static int bind_list(int *fds, size_t *n, const struct addr *addrs, size_t count,
+                     int type, int backlog, char *what, size_t len) {
+        for (size_t i = 0; i < count; i++) {
+                int fd = socket_bind(&addrs[i], type, backlog);
+
+                if (fd < 0) {
+                        char text[ADDR_TEXT_MAX];
+
+                        snprintf(what, len, "%s %s", type == SOCK_STREAM ? "tcp" : "udp",
+                                 addr_format(&addrs[i].sa, text));
+                        return fd;
+                }
+                fds[(*n)++] = fd;
+        }
+        return 0;
+}
+
+int listen_bind(struct listeners *l, const struct config *c, char *what, size_t len) {
+        int r;
+
+        r = bind_list(l->tcp, &l->n_tcp, c->tcp, c->n_tcp, SOCK_STREAM, c->backlog, what, len);
+        if (r < 0)
+                return r;
+        return bind_list(l->udp, &l->n_udp, c->udp, c->n_udp, SOCK_DGRAM, 0, what, len);
+}
+
+void listeners_close(struct listeners *l) {
+        for (size_t i = 0; i < l->n_tcp; i++)
+                close(l->tcp[i]);
+        for (size_t i = 0; i < l->n_udp; i++)
+                close(l->udp[i]);
+        if (l->control >= 0)
+                close(l->control);
+        listeners_init(l);
+}
+
+char *listen_describe(int fd, char *buf, size_t len) {
+        union sockaddr_union sa;
+        socklen_t salen = sizeof(sa);
+        char text[ADDR_TEXT_MAX];
+        int type = 0;
+        socklen_t tlen = sizeof(type);
+
+        if (getsockname(fd, &sa.sa, &salen) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0) {
+                snprintf(buf, len, "fd %d", fd);
+                return buf;
+        }
+        if (sa.sa.sa_family == AF_UNIX)
+                snprintf(buf, len, "unix %s", salen > offsetof(struct sockaddr_un, sun_path) ?
+                         ((struct sockaddr_un *) &sa)->sun_path : "?");
+        else
+                snprintf(buf, len, "%s %s", type == SOCK_STREAM ? "tcp" : "udp",
+                         addr_format(&sa, text));
+        return buf;
+}

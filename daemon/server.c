@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "duration.h"
+#include "log.h"
+#include "server.h"
+
+/* Connection table size: the upper bound of max_connections. */
+#define SERVER_SLOTS 65536
+#define DRAIN_POLL_USEC (20 * USEC_PER_MSEC)
+#define TICK_USEC USEC_PER_SEC
+
+static const struct worker_ops *const worker_models[_MODEL_MAX] = {
+        [MODEL_EVENT] = &worker_event_ops,
+        [MODEL_THREAD] = &worker_thread_ops,
+        [MODEL_PROCESS] = &worker_process_ops,
+};
+
+void overrides_init(struct overrides *o) {
+        memset(o, 0, sizeof(*o));
+        o->model = -1;
+}
+
+static void overrides_apply(const struct overrides *o, struct config *c) {
+        if (o->model >= 0)
+                c->model = o->model;
+        if (o->threads > 0)
+                c->threads = o->threads;
+        if (o->tcp_given) {
+                memcpy(c->tcp, o->tcp, sizeof(o->tcp));
+                c->n_tcp = o->n_tcp;
+        }
+        if (o->udp_given) {
+                memcpy(c->udp, o->udp, sizeof(o->udp));
+                c->n_udp = o->n_udp;
+        }
+        if (o->control_path)
+                snprintf(c->control_path, sizeof(c->control_path), "%s", o->control_path);
+}
+
+int server_load_config(const struct overrides *o, struct config *c,
+                       char *path_used, size_t path_len, char *err, size_t errlen) {
+        const char *path = o->config_path;
+        int r;
+
+        config_defaults(c);
+        if (!path && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+                path = CONFIG_DEFAULT_PATH;
+        snprintf(path_used, path_len, "%s", path ? path : "");
+        if (path) {
+                r = config_load(path, c, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        overrides_apply(o, c);
+        return config_validate(c, err, errlen);
+}
+
+/* Settings that apply at once, at start and on reload. */
+static void server_apply_live(struct server *s, const struct config *c) {
+        for (int t = 0; t < _TIMEOUT_MAX; t++)
+                atomic_store(&s->shared->timeout_usec[t], c->timeout_usec[t]);
+        atomic_store(&s->shared->max_connections, c->max_connections);
+        log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
+}
+
+static bool addrs_equal(const struct addr *a, size_t na, const struct addr *b, size_t nb) {
+        if (na != nb)
+                return false;
+        for (size_t i = 0; i < na; i++)
+                if (!addr_equal(&a[i], &b[i]))
+                        return false;
+        return true;
+}
+
+/* Keeps the settings that need a restart as they are, saying so. */
+static void server_keep_restart_settings(const struct config *old, struct config *new) {
+        struct {
+                const char *name;
+                bool changed;
+        } checks[] = {
+                { "listen.tcp", !addrs_equal(old->tcp, old->n_tcp, new->tcp, new->n_tcp) },
+                { "listen.udp", !addrs_equal(old->udp, old->n_udp, new->udp, new->n_udp) },
+                { "listen.backlog", old->backlog != new->backlog },
+                { "control.path", strcmp(old->control_path, new->control_path) != 0 },
+                { "control.mode", old->control_mode != new->control_mode },
+                { "control.group", strcmp(old->control_group, new->control_group) != 0 },
+                { "workers.model", old->model != new->model },
+                { "workers.threads", old->threads != new->threads },
+        };
+
+        for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+                if (checks[i].changed)
+                        log_warning("%s changed; it takes effect at the next restart, ignoring", checks[i].name);
+
+        memcpy(new->tcp, old->tcp, sizeof(old->tcp));
+        new->n_tcp = old->n_tcp;
+        memcpy(new->udp, old->udp, sizeof(old->udp));
+        new->n_udp = old->n_udp;
+        new->backlog = old->backlog;
+        memcpy(new->control_path, old->control_path, sizeof(old->control_path));
+        new->control_mode = old->control_mode;
+        memcpy(new->control_group, old->control_group, sizeof(old->control_group));
+        new->model = old->model;
+        new->threads = old->threads;
+}
+
+int server_reload(struct server *s, char *err, size_t errlen) {
+        struct config c;
+        char path[sizeof(s->config_file)];
+        int r;
+
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec_monotonic());
+        r = server_load_config(s->overrides, &c, path, sizeof(path), err, errlen);
+        if (r < 0) {
+                log_error("Reload failed, keeping the old configuration: %s", err);
+                sd_notify(false, "READY=1");
+                return r;
+        }
+        server_keep_restart_settings(&s->config, &c);
+        s->config = c;
+        memcpy(s->config_file, path, sizeof(path));
+        server_apply_live(s, &s->config);
+        s->ops->timeouts_changed(s);
+        log_info("Configuration reloaded from %s", path[0] ? path : "built-in defaults");
+        sd_notify(false, "READY=1");
+        return 0;
+}
+
+void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec) {
+        atomic_store(&s->shared->timeout_usec[t], usec);
+        s->config.timeout_usec[t] = usec;
+        s->ops->timeouts_changed(s);
+}
+
+static void server_update_status(struct server *s) {
+        char status[sizeof(s->status)];
+        unsigned active = atomic_load(&s->shared->tcp_active);
+
+        snprintf(status, sizeof(status), "%s model%s, %u connection%s",
+                 s->ops->name, s->stopping ? ", stopping" : "", active, active == 1 ? "" : "s");
+        if (strcmp(status, s->status) == 0)
+                return;
+        memcpy(s->status, status, sizeof(status));
+        sd_notifyf(false, "STATUS=%s", status);
+}
+
+static int server_on_drain_tick(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct server *s = userdata;
+
+        if (!s->ops->drained(s) && usec < s->stop_deadline)
+                return sd_event_source_set_time(es, usec + DRAIN_POLL_USEC);
+        if (!s->ops->drained(s))
+                log_warning("Shutdown timeout reached, closing the remaining connections");
+        return sd_event_exit(s->event, 0);
+}
+
+static void server_stop(struct server *s, const char *why) {
+        uint64_t now = now_usec_monotonic();
+        int r;
+
+        if (s->stopping) {
+                log_notice("%s again, stopping now", why);
+                sd_event_exit(s->event, 0);
+                return;
+        }
+        s->stopping = true;
+        s->stop_deadline = now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN);
+        sd_notify(false, "STOPPING=1");
+        log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
+        s->ops->stop(s);
+        server_update_status(s);
+        r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_drain_tick, s);
+        if (r < 0) {
+                log_error_errno(r, "Failed to arm the drain timer, stopping now: %m");
+                sd_event_exit(s->event, 0);
+        }
+}
+
+static int server_on_signal(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata) {
+        struct server *s = userdata;
+        char err[CONFIG_ERR_MAX];
+
+        switch (si->ssi_signo) {
+        case SIGHUP:
+                (void) server_reload(s, err, sizeof(err));
+                break;
+        case SIGINT:
+                server_stop(s, "Interrupted");
+                break;
+        default:
+                server_stop(s, "Terminated");
+                break;
+        }
+        return 0;
+}
+
+static int server_on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct server *s = userdata;
+
+        log_flush_suppressed();
+        server_update_status(s);
+        return sd_event_source_set_time(es, usec + TICK_USEC);
+}
+
+static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct server *s = userdata;
+        uint64_t period = s->watchdog_usec / 2;
+
+        /* Only vouch for the daemon when every worker loop is alive too. */
+        if (s->ops->alive(s, usec, period + TICK_USEC))
+                sd_notify(false, "WATCHDOG=1");
+        else
+                log_error("A worker loop has stalled; not pinging the watchdog");
+        return sd_event_source_set_time(es, usec + period);
+}
+
+static int server_add_sources(struct server *s) {
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        uint64_t now = now_usec_monotonic();
+        int r;
+
+        for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+                r = sd_event_add_signal(s->event, NULL, signals[i], server_on_signal, s);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now + TICK_USEC, 0, server_on_tick, s);
+        if (r < 0)
+                return r;
+        if (sd_watchdog_enabled(false, &s->watchdog_usec) > 0)
+                r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_watchdog, s);
+        return r;
+}
+
+static int server_open_listeners(struct server *s) {
+        char what[128] = "";
+        int r;
+
+        r = listen_activated(&s->listeners, what, sizeof(what));
+        if (r < 0)
+                return log_error_errno(r, "Failed to use %s: %s", what,
+                                       r == -EBADMSG ? "not a TCP, UDP or UNIX stream socket" : "%m");
+        if (r > 0)
+                return 0;
+        r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
+        if (r < 0)
+                return log_error_errno(r, "Failed to bind %s: %m", what);
+        return 0;
+}
+
+static void server_log_started(struct server *s) {
+        char buf[512], one[128];
+        size_t len = 0;
+
+        for (size_t i = 0; i < s->listeners.n_tcp && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", %s",
+                                listen_describe(s->listeners.tcp[i], one, sizeof(one)));
+        for (size_t i = 0; i < s->listeners.n_udp && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", %s",
+                                listen_describe(s->listeners.udp[i], one, sizeof(one)));
+        log_info("uppercased %s running: %s model%s%s", VERSION, s->ops->name,
+                 s->listeners.activated ? ", socket activated" : "", len ? buf : "");
+}
+
+static int server_start(struct server *s) {
+        int r;
+
+        r = shared_new(SERVER_SLOTS, &s->shared);
+        if (r < 0)
+                return log_error_errno(r, "Failed to map shared memory: %m");
+        log_set_shared(s->shared);
+        server_apply_live(s, &s->config);
+
+        r = server_open_listeners(s);
+        if (r < 0)
+                return r;
+        r = sd_event_default(&s->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the event loop: %m");
+        r = server_add_sources(s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
+
+        s->ops = worker_models[s->config.model];
+        r = s->ops->start(s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the %s model: %m", s->ops->name);
+        return 0;
+}
+
+int server_run(const struct overrides *o, const struct config *c, const char *config_file) {
+        struct server s = {
+                .config = *c,
+                .overrides = o,
+                .start_usec = now_usec_monotonic(),
+        };
+        int r;
+
+        snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
+        listeners_init(&s.listeners);
+
+        r = server_start(&s);
+        if (r >= 0) {
+                server_log_started(&s);
+                server_update_status(&s);
+                sd_notify(false, "READY=1");
+                r = sd_event_loop(s.event);
+                if (r < 0)
+                        log_error_errno(r, "Event loop failed: %m");
+                s.ops->finish(&s);
+                log_info("Stopped");
+        }
+
+        log_flush_suppressed();
+        log_set_shared(NULL);
+        listeners_close(&s.listeners);
+        sd_event_unref(s.event);
+        shared_free(s.shared);
+        return r < 0 ? 1 : 0;
+}
+
+static void on_kick(int sig) {
+        /* Only there to interrupt ppoll() in a blocking worker. */
+}
+
+int server_block_signals(void) {
+        struct sigaction kick = { .sa_handler = on_kick };
+        struct sigaction ignore = { .sa_handler = SIG_IGN };
+        sigset_t mask;
+
+        if (sigaction(SIGUSR1, &kick, NULL) < 0 || sigaction(SIGPIPE, &ignore, NULL) < 0)
+                return -errno;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGUSR1);
+        return -pthread_sigmask(SIG_BLOCK, &mask, NULL);
+}
+
+int worker_wait(int fd, short events, uint64_t timeout_usec) {
+        struct pollfd p = { .fd = fd, .events = events };
+        struct timespec ts, *tsp = NULL;
+        sigset_t mask;
+        int r;
+
+        if (timeout_usec != UINT64_MAX) {
+                ts.tv_sec = timeout_usec / USEC_PER_SEC;
+                ts.tv_nsec = (timeout_usec % USEC_PER_SEC) * 1000;
+                tsp = &ts;
+        }
+        pthread_sigmask(SIG_SETMASK, NULL, &mask);
+        sigdelset(&mask, SIGUSR1);
+        r = ppoll(&p, 1, tsp, &mask);
+        if (r < 0)
+                return -errno;
+        return r == 0 ? 0 : p.revents;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The daemon's main loop: signals, reload, sd_notify, watchdog, the drain on
+ * stop, and the worker model behind struct worker_ops. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "listen.h"
+#include "shared.h"
+#include "worker.h"
+
+/* Command-line settings: applied over the file at start and at every reload. */
+struct overrides {
+        const char *config_path;          /* NULL: the default path, if it exists */
+        int model;                        /* -1: from the file */
+        unsigned threads;                 /* 0: from the file */
+        struct addr tcp[CONFIG_MAX_LISTEN];
+        size_t n_tcp;
+        bool tcp_given;
+        struct addr udp[CONFIG_MAX_LISTEN];
+        size_t n_udp;
+        bool udp_given;
+        const char *control_path;
+};
+
+struct server {
+        sd_event *event;
+        struct config config;             /* in force */
+        const struct overrides *overrides;
+        char config_file[4096];           /* "" when running on built-in defaults */
+        struct listeners listeners;
+        struct shared *shared;
+        const struct worker_ops *ops;
+        void *worker;                     /* the model's own state */
+        uint64_t start_usec;              /* CLOCK_MONOTONIC */
+        bool stopping;
+        uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
+        uint64_t watchdog_usec;
+        char status[256];                 /* last STATUS= sent */
+};
+
+void overrides_init(struct overrides *o);
+
+/* Defaults, then the config file (o->config_path, else the default path when
+ * it exists), then the overrides, then validation.  On error, err holds the
+ * one-line reason ("FILE:LINE: message" for file errors). */
+int server_load_config(const struct overrides *o, struct config *c,
+                       char *path_used, size_t path_len, char *err, size_t errlen);
+
+/* Runs the daemon until stopped; returns the exit status. */
+int server_run(const struct overrides *o, const struct config *c, const char *config_file);
+
+/* Re-reads the configuration; on error keeps the old one and returns -errno
+ * with the reason in err. */
+int server_reload(struct server *s, char *err, size_t errlen);
+
+/* Sets one live timeout (0 = off) and applies it to existing connections. */
+void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec);
+
+/* Blocks the signals the main loop handles, and SIGUSR1, used to wake
+ * blocking workers (see worker_wait()).  Called before any thread exists. */
+int server_block_signals(void);
+
+/* For blocking workers (thread and process models): waits for events on fd
+ * for at most timeout_usec (UINT64_MAX: forever) with SIGUSR1 unblocked, so
+ * that a kick from server side interrupts it.  Returns revents, 0 on
+ * timeout, -EINTR when kicked. */
+int worker_wait(int fd, short events, uint64_t timeout_usec);

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "duration.h"
+#include "server.h"
+#include "tcp-blocking.h"
+#include "upcase.h"
+
+#define IN_BUF 16384
+/* After ".", wait this long for the peer's EOF (see worker-event.c). */
+#define LINGER_USEC (2 * USEC_PER_SEC)
+
+struct blocking_conn {
+        struct shared *sh;
+        struct conn_slot *slot;
+        int fd;
+        bool eof;
+        struct upcase up;
+        uint8_t in[IN_BUF];
+        uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
+};
+
+/* Time left until since + timeout (UINT64_MAX when the timeout is off). */
+static uint64_t time_left(uint64_t since, uint64_t timeout, uint64_t now) {
+        if (timeout == 0)
+                return UINT64_MAX;
+        return since + timeout > now ? since + timeout - now : 0;
+}
+
+/* Writes all of buf, waiting at most the write timeout (re-read at every
+ * wake, so a live change applies) for the peer to make room.  Progress
+ * restarts the timeout.  On stop, replies are still delivered; on abort,
+ * not. */
+static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t len) {
+        uint64_t since = now_usec_monotonic();
+
+        while (len > 0) {
+                ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                uint64_t now = now_usec_monotonic();
+                int r;
+
+                if (n > 0) {
+                        conn_slot_traffic(c->sh, c->slot, 0, n, now);
+                        buf += n;
+                        len -= n;
+                        since = now;
+                        continue;
+                }
+                if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        return CLOSE_ERROR;
+                if (atomic_load(&c->sh->aborting))
+                        return CLOSE_SHUTDOWN;
+                r = worker_wait(c->fd, POLLOUT,
+                                time_left(since, shared_timeout(c->sh, TIMEOUT_WRITE), now));
+                if (r == 0)
+                        return CLOSE_WRITE;
+                if (r < 0 && r != -EINTR)
+                        return CLOSE_ERROR;
+        }
+        return -1;
+}
+
+/* Reads once and answers.  Returns -1 to go on, else the close reason. */
+static int conn_serve_input(struct blocking_conn *c) {
+        uint64_t invalid = 0;
+        ssize_t n = recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT);
+        size_t out;
+
+        if (n < 0)
+                return errno == EAGAIN || errno == EINTR ? -1 : CLOSE_ERROR;
+        c->eof = n == 0;
+        out = upcase_feed(&c->up, c->in, n, c->eof, c->out, &invalid);
+        if (invalid)
+                COUNTER_ADD(c->sh, invalid_utf8, invalid);
+        conn_slot_traffic(c->sh, c->slot, n, 0, now_usec_monotonic());
+        n = conn_write_all(c, c->out, out);
+        if (n >= 0)
+                return n;
+        if (c->up.quit)
+                return CLOSE_QUIT;
+        return c->eof ? CLOSE_EOF : -1;
+}
+
+/* After ".": stop sending, then discard input until the peer's EOF, so that
+ * closing with unread input does not reset the connection. */
+static void conn_linger(struct blocking_conn *c) {
+        uint64_t since = now_usec_monotonic();
+
+        shutdown(c->fd, SHUT_WR);
+        for (;;) {
+                uint64_t left = time_left(since, LINGER_USEC, now_usec_monotonic());
+                int r;
+
+                if (left == 0 || atomic_load(&c->sh->aborting))
+                        return;
+                r = worker_wait(c->fd, POLLIN, left);
+                if (r == -EINTR)
+                        continue;
+                if (r <= 0 || recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT) <= 0)
+                        return;
+        }
+}
+
+static enum close_reason conn_loop(struct blocking_conn *c) {
+        for (;;) {
+                uint64_t now = now_usec_monotonic();
+                uint64_t last = atomic_load_explicit(&c->slot->last_active_usec, memory_order_relaxed);
+                uint64_t left = time_left(last, shared_timeout(c->sh, TIMEOUT_IDLE), now);
+                int r;
+
+                if (atomic_load(&c->sh->aborting))
+                        return CLOSE_SHUTDOWN;
+                if (atomic_load(&c->sh->stopping)) {
+                        /* Answer what the peer already sent, then close. */
+                        r = conn_serve_input(c);
+                        return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
+                }
+                if (left == 0)
+                        return CLOSE_IDLE;
+                r = worker_wait(c->fd, POLLIN, left);
+                if (r == 0 || r == -EINTR)
+                        continue;
+                if (r < 0)
+                        return CLOSE_ERROR;
+                r = conn_serve_input(c);
+                if (r >= 0)
+                        return r;
+        }
+}
+
+enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd) {
+        struct blocking_conn *c = malloc(sizeof(*c));
+        enum close_reason reason = CLOSE_ERROR;
+        int one = 1;
+
+        if (c) {
+                *c = (struct blocking_conn) { .sh = sh, .slot = slot, .fd = fd };
+                upcase_init(&c->up, true);
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+                reason = conn_loop(c);
+                if (reason == CLOSE_QUIT)
+                        conn_linger(c);
+                free(c);
+        }
+        atomic_store(&slot->close_reason, reason);
+        return reason;
+}
+
+void tcp_kick_all(struct shared *sh, bool threads) {
+        pid_t self = getpid();
+
+        for (uint32_t i = 0; i < sh->high_water; i++) {
+                struct conn_slot *slot = &sh->slots[i];
+                int pid = atomic_load(&slot->pid);
+
+                if (atomic_load(&slot->id) == 0 || pid <= 0)
+                        continue;
+                if (threads)
+                        (void) syscall(SYS_tgkill, self, pid, SIGUSR1);
+                else
+                        (void) kill(pid, SIGUSR1);
+        }
+}

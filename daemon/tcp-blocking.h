@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* One TCP connection served with blocking waits, by a thread (thread model)
+ * or a forked process (process model).  The wait is worker_wait(), which a
+ * SIGUSR1 kick interrupts, so live timeout changes and the stop reach a
+ * worker at once.  Does not log (a forked child must not); returns the close
+ * reason, also stored in the slot. */
+
+#include "shared.h"
+
+/* Allocates the connection's buffers; -ENOMEM closes it as an error. */
+enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd);
+
+/* Sends SIGUSR1 to every active connection's worker (slot->pid holds a
+ * process id or, in the thread model, a thread id). */
+void tcp_kick_all(struct shared *sh, bool threads);

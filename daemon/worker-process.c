@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/* The process model: the main loop accepts and serves UDP; each TCP
+ * connection is served by a forked child (tcp_serve_blocking()).  Children
+ * report through the shared memory; the parent reaps them, logs the close
+ * (children never log: they inherit the parent's journal socket) and counts
+ * the ones that were killed. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "duration.h"
+#include "log.h"
+#include "server.h"
+#include "tcp-blocking.h"
+#include "udp.h"
+
+#define ACCEPT_BUDGET 16
+
+struct child {
+        struct process_worker *worker;
+        struct child *prev, *next;
+        struct conn_slot *slot;
+        sd_event_source *source;
+        pid_t pid;
+};
+
+struct process_worker {
+        struct server *server;
+        sd_event_source *accept_src[CONFIG_MAX_LISTEN];
+        size_t n_accept;
+        sd_event_source *udp_src[CONFIG_MAX_LISTEN];
+        size_t n_udp;
+        struct udp_batch *udp;
+        struct child *children;
+        unsigned n_children;
+};
+
+static void slot_log_close(const struct conn_slot *slot, enum close_reason reason) {
+        struct client_event ev = {
+                .kind = CLIENT_TCP_CLOSE,
+                .peer = slot->peer,
+                .conn_id = atomic_load(&slot->id),
+                .bytes_in = atomic_load(&slot->bytes_in),
+                .bytes_out = atomic_load(&slot->bytes_out),
+                .duration_usec = now_usec_monotonic() - slot->start_usec,
+                .reason = reason,
+        };
+
+        log_client(&ev);
+}
+
+static void child_free(struct child *c) {
+        struct process_worker *w = c->worker;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                w->children = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        w->n_children--;
+        sd_event_source_disable_unref(c->source);
+        free(c);
+}
+
+/* The child is gone: account for its connection. */
+static void child_done(struct child *c, int code, int status) {
+        struct shared *sh = c->worker->server->shared;
+        enum close_reason reason = atomic_load(&c->slot->close_reason);
+
+        if (code == CLD_KILLED || code == CLD_DUMPED) {
+                char host[ADDR_HOST_MAX];
+
+                COUNTER_ADD(sh, workers_died, 1);
+                log_warning("Worker process %d serving %s port %u killed by signal %d",
+                            (int) c->pid, addr_format_host(&c->slot->peer, host),
+                            addr_port(&c->slot->peer), status);
+                reason = c->worker->server->stopping ? CLOSE_SHUTDOWN : CLOSE_ERROR;
+                atomic_store(&c->slot->close_reason, reason);
+        }
+        slot_log_close(c->slot, reason);
+        conn_slot_release(sh, c->slot);
+        child_free(c);
+}
+
+static int process_on_child(sd_event_source *es, const siginfo_t *si, void *userdata) {
+        child_done(userdata, si->si_code, si->si_status);
+        return 0;
+}
+
+/* In the child: keep only the connection and stdio, and let the parent
+ * coordinate the stop (a terminal's ^C reaches the whole process group). */
+static void child_prepare(int fd) {
+        sigset_t mask;
+
+        if (fd > 3)
+                close_range(3, fd - 1, 0);
+        close_range(fd + 1, ~0U, 0);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGTERM, SIG_DFL);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
+}
+
+static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot) {
+        struct server *s = w->server;
+        struct child *c = calloc(1, sizeof(*c));
+        pid_t pid;
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        pid = fork();
+        if (pid < 0) {
+                free(c);
+                return -errno;
+        }
+        if (pid == 0) {
+                child_prepare(fd);
+                atomic_store(&slot->pid, getpid());
+                tcp_serve_blocking(s->shared, slot, fd);
+                _exit(EXIT_SUCCESS);
+        }
+        atomic_store(&slot->pid, pid);
+        *c = (struct child) { .worker = w, .slot = slot, .pid = pid, .next = w->children };
+        if (w->children)
+                w->children->prev = c;
+        w->children = c;
+        w->n_children++;
+        r = sd_event_add_child(s->event, &c->source, pid, WEXITED, process_on_child, c);
+        if (r < 0) {
+                /* Without a way to reap it, the child must not outlive us. */
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                child_done(c, CLD_KILLED, SIGKILL);
+        }
+        return 0;
+}
+
+static void conn_start(struct process_worker *w, int fd, const union sockaddr_union *peer) {
+        struct shared *sh = w->server->shared;
+        struct client_event ev = { .kind = CLIENT_TCP_OPEN, .peer = *peer };
+        struct conn_slot *slot;
+        int r;
+
+        if (w->n_children >= w->server->config.max_workers) {
+                COUNTER_ADD(sh, tcp_rejected, 1);
+                close(fd);
+                return;
+        }
+        slot = conn_slot_take(sh, peer);
+        if (!slot) {
+                close(fd);
+                return;
+        }
+        ev.conn_id = atomic_load(&slot->id);
+        log_client(&ev);
+        r = child_spawn(w, fd, slot);
+        close(fd);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to fork a worker process, closing the connection: %m");
+                slot_log_close(slot, CLOSE_ERROR);
+                conn_slot_release(sh, slot);
+        }
+}
+
+static int process_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        struct process_worker *w = userdata;
+
+        for (int i = 0; i < ACCEPT_BUDGET; i++) {
+                union sockaddr_union peer;
+                socklen_t len = sizeof(peer);
+                int cfd = accept4(fd, &peer.sa, &len, SOCK_CLOEXEC);
+
+                if (cfd < 0)
+                        break;
+                conn_start(w, cfd, &peer);
+        }
+        return 0;
+}
+
+static int process_on_udp(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        struct process_worker *w = userdata;
+        int r = udp_serve(w->udp, fd);
+
+        if (r < 0)
+                log_debug("UDP receive failed, ignoring: %s", strerror(-r));
+        return 0;
+}
+
+static int process_start(struct server *s) {
+        const struct listeners *ls = &s->listeners;
+        struct process_worker *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        s->worker = w;
+        w->server = s;
+        r = udp_batch_new(s->shared, &w->udp);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ls->n_tcp; i++) {
+                r = sd_event_add_io(s->event, &w->accept_src[i], ls->tcp[i], EPOLLIN, process_on_accept, w);
+                if (r < 0)
+                        return r;
+                w->n_accept++;
+        }
+        for (size_t i = 0; i < ls->n_udp; i++) {
+                r = sd_event_add_io(s->event, &w->udp_src[i], ls->udp[i], EPOLLIN, process_on_udp, w);
+                if (r < 0)
+                        return r;
+                w->n_udp++;
+        }
+        return 0;
+}
+
+static void process_timeouts_changed(struct server *s) {
+        tcp_kick_all(s->shared, false);
+}
+
+static void process_stop(struct server *s) {
+        struct process_worker *w = s->worker;
+
+        for (size_t i = 0; i < w->n_accept; i++)
+                sd_event_source_set_enabled(w->accept_src[i], SD_EVENT_OFF);
+        for (size_t i = 0; i < w->n_udp; i++)
+                sd_event_source_set_enabled(w->udp_src[i], SD_EVENT_OFF);
+        atomic_store(&s->shared->stopping, true);
+        tcp_kick_all(s->shared, false);
+}
+
+static bool process_drained(struct server *s) {
+        struct process_worker *w = s->worker;
+
+        return w->n_children == 0;
+}
+
+static void process_finish(struct server *s) {
+        struct process_worker *w = s->worker;
+
+        if (!w)
+                return;
+        atomic_store(&s->shared->aborting, true);
+        while (w->children) {
+                struct child *c = w->children;
+
+                kill(c->pid, SIGKILL);
+                waitpid(c->pid, NULL, 0);
+                atomic_store(&c->slot->close_reason, CLOSE_SHUTDOWN);
+                child_done(c, CLD_EXITED, 0);
+        }
+        for (size_t i = 0; i < w->n_accept; i++)
+                sd_event_source_disable_unref(w->accept_src[i]);
+        for (size_t i = 0; i < w->n_udp; i++)
+                sd_event_source_disable_unref(w->udp_src[i]);
+        udp_batch_free(w->udp);
+        free(w);
+        s->worker = NULL;
+}
+
+static bool process_alive(struct server *s, uint64_t now, uint64_t timeout) {
+        /* Everything the parent does runs on the main loop checking this. */
+        return true;
+}
+
+const struct worker_ops worker_process_ops = {
+        .name = "process",
+        .start = process_start,
+        .timeouts_changed = process_timeouts_changed,
+        .stop = process_stop,
+        .drained = process_drained,
+        .finish = process_finish,
+        .alive = process_alive,
+};

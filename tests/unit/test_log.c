@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "suites.h"
+
+static union sockaddr_union peer(int family, const char *host, uint16_t port) {
+        union sockaddr_union sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa.sa_family = (sa_family_t) family;
+        if (family == AF_INET) {
+                ck_assert_int_eq(inet_pton(AF_INET, host, &sa.in.sin_addr), 1);
+                sa.in.sin_port = htons(port);
+        } else {
+                ck_assert_int_eq(inet_pton(AF_INET6, host, &sa.in6.sin6_addr), 1);
+                sa.in6.sin6_port = htons(port);
+        }
+        return sa;
+}
+
+static struct client_event event(enum client_event_kind kind, int family, const char *host) {
+        return (struct client_event) {
+                .kind = kind,
+                .peer = peer(family, host, 40512),
+                .conn_id = 7,
+                .bytes_in = kind == CLIENT_UDP ? 4 : 12,
+                .bytes_out = kind == CLIENT_UDP ? 4 : 12,
+                .duration_usec = 4321,
+                .reason = CLOSE_QUIT,
+        };
+}
+
+static void assert_fields(const struct client_event *ev, const char *const *want, int nwant) {
+        char fields[LOG_FIELDS_MAX][LOG_FIELD_MAX];
+        int n = log_client_fields(ev, fields);
+
+        ck_assert_int_eq(n, nwant);
+        for (int i = 0; i < n; i++)
+                ck_assert_str_eq(fields[i], want[i]);
+}
+
+#define ASSERT_FIELDS(ev, ...) do {                                             \
+                const char *const _want[] = { __VA_ARGS__ };                    \
+                assert_fields(ev, _want, (int) (sizeof(_want) / sizeof(_want[0]))); \
+        } while (0)
+
+/* ---- stderr capture: fd 2 goes to an unlinked temporary file ---- */
+
+struct capture {
+        int fd;
+        int saved_stderr;
+};
+
+static void capture_start(struct capture *c) {
+        char path[] = "/tmp/test_log.XXXXXX";
+
+        c->fd = mkstemp(path);
+        ck_assert_int_ge(c->fd, 0);
+        unlink(path);
+        c->saved_stderr = dup(STDERR_FILENO);
+        ck_assert_int_ge(c->saved_stderr, 0);
+        ck_assert_int_eq(dup2(c->fd, STDERR_FILENO), STDERR_FILENO);
+}
+
+/* Returns what was written, NUL-terminated; free() it. */
+static char *capture_end(struct capture *c) {
+        off_t size = lseek(c->fd, 0, SEEK_END);
+        char *buf;
+
+        ck_assert_int_eq(dup2(c->saved_stderr, STDERR_FILENO), STDERR_FILENO);
+        close(c->saved_stderr);
+        ck_assert_int_ge(size, 0);
+        buf = malloc((size_t) size + 1);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_int_eq(pread(c->fd, buf, (size_t) size, 0), size);
+        buf[size] = '\0';
+        close(c->fd);
+        return buf;
+}
+
+static unsigned count_lines(const char *s, const char *line) {
+        size_t len = strlen(line);
+        unsigned n = 0;
+
+        for (const char *p = s; *p; p = strchr(p, '\n') + 1) {
+                ck_assert_ptr_nonnull(strchr(p, '\n'));
+                if (strncmp(p, line, len) == 0 && p[len] == '\n')
+                        n++;
+        }
+        return n;
+}
+
+/* Puts the logger in a known state; a pending summary is discarded. */
+static void log_reset(void) {
+        struct capture c;
+
+        log_setup(LOG_TARGET_STDERR, LOG_INFO);
+        log_set_shared(NULL);
+        log_set_client_limits(true, 0, 0);
+        capture_start(&c);
+        log_flush_suppressed();
+        free(capture_end(&c));
+}
+
+static void log_udp_events(unsigned n) {
+        struct client_event ev = event(CLIENT_UDP, AF_INET, "192.0.2.7");
+
+        for (unsigned i = 0; i < n; i++)
+                log_client(&ev);
+}
+
+#define UDP_LINE "udp datagram from 192.0.2.7 port 40512: 4 bytes in, 4 bytes out"
+
+/* ---- log_client_fields ---- */
+
+START_TEST(test_fields_tcp_open_ipv4) {
+        struct client_event ev = event(CLIENT_TCP_OPEN, AF_INET, "192.0.2.7");
+
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7");
+}
+END_TEST
+
+START_TEST(test_fields_tcp_close_ipv6) {
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6, "2001:db8::1");
+
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 2001:db8::1 port 40512 closed (quit): "
+                      "12 bytes in, 12 bytes out, 0.004 s",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=2001:db8::1",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7",
+                      "BYTES_IN=12",
+                      "BYTES_OUT=12",
+                      "DURATION_USEC=4321",
+                      "CLOSE_REASON=quit");
+}
+END_TEST
+
+START_TEST(test_fields_tcp_close_mapped) {
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6, "::ffff:192.0.2.7");
+
+        ev.reason = CLOSE_IDLE;
+        ev.duration_usec = 300000000;
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 closed (idle): "
+                      "12 bytes in, 12 bytes out, 300.000 s",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7",
+                      "BYTES_IN=12",
+                      "BYTES_OUT=12",
+                      "DURATION_USEC=300000000",
+                      "CLOSE_REASON=idle");
+}
+END_TEST
+
+START_TEST(test_fields_tcp_open_ipv6_and_mapped) {
+        struct client_event v6 = event(CLIENT_TCP_OPEN, AF_INET6, "2001:db8::1");
+        struct client_event mapped = event(CLIENT_TCP_OPEN, AF_INET6, "::ffff:192.0.2.7");
+
+        ASSERT_FIELDS(&v6,
+                      "MESSAGE=tcp connection from 2001:db8::1 port 40512",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=2001:db8::1",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7");
+        ASSERT_FIELDS(&mapped,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7");
+}
+END_TEST
+
+START_TEST(test_fields_udp) {
+        struct client_event v4 = event(CLIENT_UDP, AF_INET, "192.0.2.7");
+        struct client_event v6 = event(CLIENT_UDP, AF_INET6, "2001:db8::1");
+        struct client_event mapped = event(CLIENT_UDP, AF_INET6, "::ffff:192.0.2.7");
+
+        ASSERT_FIELDS(&v4,
+                      "MESSAGE=" UDP_LINE,
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=udp",
+                      "BYTES_IN=4",
+                      "BYTES_OUT=4");
+        ASSERT_FIELDS(&v6,
+                      "MESSAGE=udp datagram from 2001:db8::1 port 40512: 4 bytes in, 4 bytes out",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=2001:db8::1",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=udp",
+                      "BYTES_IN=4",
+                      "BYTES_OUT=4");
+        ASSERT_FIELDS(&mapped,
+                      "MESSAGE=" UDP_LINE,
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=udp",
+                      "BYTES_IN=4",
+                      "BYTES_OUT=4");
+}
+END_TEST
+
+START_TEST(test_fields_duration_rounding) {
+        static const struct {
+                uint64_t usec;
+                const char *tail;
+        } cases[] = {
+                { 0,        " 0.000 s" },
+                { 499,      " 0.000 s" },
+                { 500,      " 0.001 s" },
+                { 1999,     " 0.002 s" },
+                { 61234567, " 61.235 s" },
+                { 999999,   " 1.000 s" },
+        };
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET, "192.0.2.7");
+        char fields[LOG_FIELDS_MAX][LOG_FIELD_MAX];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                size_t len = strlen(cases[i].tail);
+
+                ev.duration_usec = cases[i].usec;
+                ck_assert_int_eq(log_client_fields(&ev, fields), 10);
+                ck_assert_uint_ge(strlen(fields[0]), len);
+                ck_assert_str_eq(fields[0] + strlen(fields[0]) - len, cases[i].tail);
+        }
+}
+END_TEST
+
+START_TEST(test_fields_long_values_fit) {
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6,
+                                       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        char fields[LOG_FIELDS_MAX][LOG_FIELD_MAX];
+
+        ev.bytes_in = ev.bytes_out = ev.conn_id = UINT64_MAX;
+        ev.duration_usec = UINT64_MAX;
+        ev.reason = CLOSE_SHUTDOWN;
+        ck_assert_int_eq(log_client_fields(&ev, fields), 10);
+        /* MESSAGE may be cut, but every buffer stays a terminated string. */
+        for (int i = 0; i < 10; i++)
+                ck_assert_uint_lt(strlen(fields[i]), LOG_FIELD_MAX);
+        ck_assert_str_eq(fields[5], "CONNECTION_ID=18446744073709551615");
+        ck_assert_str_eq(fields[9], "CLOSE_REASON=shutdown");
+}
+END_TEST
+
+/* ---- token bucket ---- */
+
+START_TEST(test_ratelimit_burst) {
+        struct ratelimit rl;
+
+        ratelimit_init(&rl, 10, 3, 1000);
+        for (int i = 0; i < 3; i++)
+                ck_assert(ratelimit_take(&rl, 1000));
+        ck_assert(!ratelimit_take(&rl, 1000));
+        ck_assert(!ratelimit_take(&rl, 1000));
+}
+END_TEST
+
+START_TEST(test_ratelimit_refill) {
+        struct ratelimit rl;
+
+        ratelimit_init(&rl, 10, 3, 1000);
+        for (int i = 0; i < 3; i++)
+                ck_assert(ratelimit_take(&rl, 1000));
+
+        /* 10/s is one token per 100 ms; half a token is not enough. */
+        ck_assert(!ratelimit_take(&rl, 1000 + 50000));
+        ck_assert(ratelimit_take(&rl, 1000 + 100000));
+        ck_assert(!ratelimit_take(&rl, 1000 + 100000));
+        ck_assert(!ratelimit_take(&rl, 1000 + 199999));
+        ck_assert(ratelimit_take(&rl, 1000 + 200000));
+
+        /* A long pause refills to the burst, not beyond. */
+        for (int i = 0; i < 3; i++)
+                ck_assert(ratelimit_take(&rl, 3600 * 1000000ULL));
+        ck_assert(!ratelimit_take(&rl, 3600 * 1000000ULL));
+
+        /* Even an absurd one does not overflow. */
+        for (int i = 0; i < 3; i++)
+                ck_assert(ratelimit_take(&rl, UINT64_MAX));
+        ck_assert(!ratelimit_take(&rl, UINT64_MAX));
+}
+END_TEST
+
+START_TEST(test_ratelimit_clock_behind) {
+        struct ratelimit rl;
+
+        ratelimit_init(&rl, 1000, 1, 5000000);
+        ck_assert(ratelimit_take(&rl, 5000000));
+        /* An older reading (a thread that sampled the clock earlier) adds nothing. */
+        ck_assert(!ratelimit_take(&rl, 1000));
+        ck_assert(ratelimit_take(&rl, 5001000));
+}
+END_TEST
+
+START_TEST(test_ratelimit_unlimited) {
+        struct ratelimit rl;
+
+        ratelimit_init(&rl, 0, 0, 0);
+        for (int i = 0; i < 100000; i++)
+                ck_assert(ratelimit_take(&rl, 0));
+}
+END_TEST
+
+START_TEST(test_ratelimit_zero_burst) {
+        struct ratelimit rl;
+
+        /* A bucket of zero would never admit anything: it holds one. */
+        ratelimit_init(&rl, 5, 0, 0);
+        ck_assert(ratelimit_take(&rl, 0));
+        ck_assert(!ratelimit_take(&rl, 0));
+        ck_assert(ratelimit_take(&rl, 200000));
+}
+END_TEST
+
+/* ---- stderr output ---- */
+
+START_TEST(test_stderr_client_lines) {
+        struct client_event open = event(CLIENT_TCP_OPEN, AF_INET, "192.0.2.7");
+        struct client_event close_ = event(CLIENT_TCP_CLOSE, AF_INET6, "::ffff:192.0.2.7");
+        struct client_event udp = event(CLIENT_UDP, AF_INET6, "2001:db8::1");
+        struct capture c;
+        char *out;
+
+        log_reset();
+        capture_start(&c);
+        log_client(&open);
+        log_client(&close_);
+        log_client(&udp);
+        out = capture_end(&c);
+        ck_assert_str_eq(out,
+                         "tcp connection from 192.0.2.7 port 40512\n"
+                         "tcp connection from 192.0.2.7 port 40512 closed (quit): "
+                         "12 bytes in, 12 bytes out, 0.004 s\n"
+                         "udp datagram from 2001:db8::1 port 40512: 4 bytes in, 4 bytes out\n");
+        free(out);
+}
+END_TEST
+
+START_TEST(test_stderr_messages) {
+        struct capture c;
+        char *out;
+        int r;
+
+        log_reset();
+        capture_start(&c);
+        errno = ENOENT;
+        log_error("Failed to open %s: %m", "x.conf");
+        ck_assert_int_eq(errno, ENOENT);
+        log_warning("careful");
+        log_notice("notice");
+        log_info("ready");
+        log_debug("not at LOG_INFO");
+        errno = 0;
+        r = log_warning_errno(-EACCES, "bind: %m");
+        ck_assert_int_eq(r, -EACCES);
+        ck_assert_int_eq(errno, 0);
+        r = log_error_errno(EADDRINUSE, "listen: %m");
+        ck_assert_int_eq(r, -EADDRINUSE);
+        log_setup(LOG_TARGET_STDERR, LOG_DEBUG);
+        log_debug("debug %d", 42);
+        log_setup(LOG_TARGET_STDERR, LOG_WARNING);
+        log_info("not at LOG_WARNING");
+        log_warning("still %s", "here");
+        out = capture_end(&c);
+        ck_assert_str_eq(out,
+                         "error: Failed to open x.conf: No such file or directory\n"
+                         "warning: careful\n"
+                         "notice\n"
+                         "ready\n"
+                         "warning: bind: Permission denied\n"
+                         "error: listen: Address already in use\n"
+                         "debug 42\n"
+                         "warning: still here\n");
+        free(out);
+}
+END_TEST
+
+START_TEST(test_stderr_long_message_cut) {
+        size_t len = 10000;
+        char *big = malloc(len + 1);
+        struct capture c;
+        char *out;
+
+        ck_assert_ptr_nonnull(big);
+        memset(big, 'a', len);
+        big[len] = '\0';
+        log_reset();
+        capture_start(&c);
+        log_info("%s", big);
+        log_info("next");
+        out = capture_end(&c);
+        ck_assert_uint_gt(strlen(out), 1000);
+        ck_assert_uint_lt(strlen(out), len);
+        ck_assert_uint_eq(count_lines(out, "next"), 1);
+        free(out);
+        free(big);
+}
+END_TEST
+
+START_TEST(test_client_below_level) {
+        struct shared *sh = calloc(1, sizeof(struct shared));
+        struct capture c;
+        char *out;
+
+        ck_assert_ptr_nonnull(sh);
+        log_reset();
+        log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
+        log_set_shared(sh);
+        log_set_client_limits(true, 1, 1);
+        capture_start(&c);
+        log_udp_events(5);
+        log_flush_suppressed();
+        out = capture_end(&c);
+        /* Filtered by level: neither logged nor counted as suppressed. */
+        ck_assert_str_eq(out, "");
+        ck_assert_uint_eq(sh->c.log_suppressed, 0);
+        log_set_shared(NULL);
+        free(out);
+        free(sh);
+}
+END_TEST
+
+/* ---- rate limit and summary ---- */
+
+/* The bucket runs on the real clock here (rate 1/s, burst 2): the test takes
+ * far less than a second, yet the assertions only rely on "most of the 20
+ * entries are refused", so a slow machine cannot make it fail. */
+START_TEST(test_suppressed_summary) {
+        struct shared *sh = calloc(1, sizeof(struct shared));
+        struct capture c;
+        char *out, want[64];
+        unsigned logged, suppressed;
+
+        ck_assert_ptr_nonnull(sh);
+        log_reset();
+        log_set_shared(sh);
+        log_set_client_limits(true, 1, 2);
+        capture_start(&c);
+        log_udp_events(20);
+        for (int i = 0; i < 5; i++)
+                log_info("daemon message");
+        log_flush_suppressed();
+        out = capture_end(&c);
+
+        logged = count_lines(out, UDP_LINE);
+        suppressed = 20 - logged;
+        ck_assert_uint_ge(logged, 2);
+        ck_assert_uint_ge(suppressed, 10);
+        ck_assert_uint_eq(sh->c.log_suppressed, suppressed);
+        /* Daemon messages are never rate limited. */
+        ck_assert_uint_eq(count_lines(out, "daemon message"), 5);
+        snprintf(want, sizeof(want), "suppressed %u client log entries\n", suppressed);
+        ck_assert_uint_ge(strlen(out), strlen(want));
+        ck_assert_str_eq(out + strlen(out) - strlen(want), want);
+        free(out);
+
+        /* The summary resets the count; the shared counter keeps the total. */
+        capture_start(&c);
+        log_flush_suppressed();
+        out = capture_end(&c);
+        ck_assert_str_eq(out, "");
+        ck_assert_uint_eq(sh->c.log_suppressed, suppressed);
+        log_set_shared(NULL);
+        free(out);
+        free(sh);
+}
+END_TEST
+
+START_TEST(test_same_limits_do_not_refill) {
+        struct capture c;
+        char *out;
+
+        log_reset();
+        log_set_client_limits(true, 1, 2);
+        capture_start(&c);
+        log_udp_events(2);
+        /* A reload with unchanged settings keeps the emptied bucket. */
+        log_set_client_limits(true, 1, 2);
+        log_udp_events(10);
+        out = capture_end(&c);
+        ck_assert_uint_le(count_lines(out, UDP_LINE), 3);
+        free(out);
+}
+END_TEST
+
+START_TEST(test_client_disabled) {
+        struct shared *sh = calloc(1, sizeof(struct shared));
+        struct client_event open = event(CLIENT_TCP_OPEN, AF_INET, "192.0.2.7");
+        struct capture c;
+        char *out;
+
+        ck_assert_ptr_nonnull(sh);
+        log_reset();
+        log_set_shared(sh);
+        log_set_client_limits(false, 1, 1);
+        capture_start(&c);
+        log_udp_events(5);
+        log_client(&open);
+        log_flush_suppressed();
+        log_info("daemon messages still go out");
+        out = capture_end(&c);
+        ck_assert_str_eq(out, "daemon messages still go out\n");
+        ck_assert_uint_eq(sh->c.log_suppressed, 0);
+        log_set_shared(NULL);
+        free(out);
+        free(sh);
+}
+END_TEST
+
+START_TEST(test_fork_child_has_no_pending_summary) {
+        struct capture c;
+        char *out;
+        pid_t pid;
+        int status;
+
+        log_reset();
+        log_set_client_limits(true, 1, 1);
+        capture_start(&c);
+        log_udp_events(3);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                log_flush_suppressed();
+                log_info("child");
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        log_flush_suppressed();
+        out = capture_end(&c);
+        ck_assert_uint_eq(count_lines(out, "child"), 1);
+        ck_assert_uint_eq(count_lines(out, "suppressed 2 client log entries"), 1);
+        free(out);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+#define THREADS 4
+#define EVENTS_PER_THREAD 250
+
+static void *log_thread(void *arg) {
+        log_udp_events(EVENTS_PER_THREAD);
+        return NULL;
+}
+
+static unsigned run_threads(void) {
+        pthread_t t[THREADS];
+
+        for (int i = 0; i < THREADS; i++)
+                ck_assert_int_eq(pthread_create(&t[i], NULL, log_thread, NULL), 0);
+        for (int i = 0; i < THREADS; i++)
+                ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        return THREADS * EVENTS_PER_THREAD;
+}
+
+START_TEST(test_threads_lines_intact) {
+        struct capture c;
+        unsigned total;
+        char *out;
+
+        log_reset();
+        capture_start(&c);
+        total = run_threads();
+        out = capture_end(&c);
+        /* count_lines() also fails on a line that is not terminated. */
+        ck_assert_uint_eq(count_lines(out, UDP_LINE), total);
+        ck_assert_uint_eq(strlen(out), total * strlen(UDP_LINE "\n"));
+        free(out);
+}
+END_TEST
+
+START_TEST(test_threads_rate_limited) {
+        struct shared *sh = calloc(1, sizeof(struct shared));
+        struct capture c;
+        unsigned total, logged;
+        char *out;
+
+        ck_assert_ptr_nonnull(sh);
+        log_reset();
+        log_set_shared(sh);
+        log_set_client_limits(true, 1, 10);
+        capture_start(&c);
+        total = run_threads();
+        out = capture_end(&c);
+        logged = count_lines(out, UDP_LINE);
+        ck_assert_uint_ge(logged, 10);
+        ck_assert_uint_eq(logged + sh->c.log_suppressed, total);
+        ck_assert_uint_eq(strlen(out), logged * strlen(UDP_LINE "\n"));
+        log_set_shared(NULL);
+        free(out);
+        free(sh);
+}
+END_TEST
+
+/* ---- target detection ---- */
+
+START_TEST(test_detect_target) {
+        struct capture c;
+        struct stat st;
+        char env[64];
+        enum log_target with_match, with_other_inode, with_garbage, with_trailing, without;
+
+        capture_start(&c);
+        ck_assert_int_eq(fstat(STDERR_FILENO, &st), 0);
+        snprintf(env, sizeof(env), "%llu:%llu",
+                 (unsigned long long) st.st_dev, (unsigned long long) st.st_ino);
+        setenv("JOURNAL_STREAM", env, 1);
+        with_match = log_detect_target();
+        snprintf(env, sizeof(env), "%llu:%llu",
+                 (unsigned long long) st.st_dev, (unsigned long long) st.st_ino + 1);
+        setenv("JOURNAL_STREAM", env, 1);
+        with_other_inode = log_detect_target();
+        setenv("JOURNAL_STREAM", "journal", 1);
+        with_garbage = log_detect_target();
+        snprintf(env, sizeof(env), "%llu:%llux",
+                 (unsigned long long) st.st_dev, (unsigned long long) st.st_ino);
+        setenv("JOURNAL_STREAM", env, 1);
+        with_trailing = log_detect_target();
+        unsetenv("JOURNAL_STREAM");
+        without = log_detect_target();
+        free(capture_end(&c));
+
+        ck_assert_int_eq(with_match, LOG_TARGET_JOURNAL);
+        ck_assert_int_eq(with_other_inode, LOG_TARGET_STDERR);
+        ck_assert_int_eq(with_garbage, LOG_TARGET_STDERR);
+        ck_assert_int_eq(with_trailing, LOG_TARGET_STDERR);
+        ck_assert_int_eq(without, LOG_TARGET_STDERR);
+}
+END_TEST
+
+Suite *log_suite(void) {
+        Suite *s = suite_create("log");
+        TCase *fields = tcase_create("fields");
+        TCase *ratelimit = tcase_create("ratelimit");
+        TCase *output = tcase_create("output");
+
+        tcase_add_test(fields, test_fields_tcp_open_ipv4);
+        tcase_add_test(fields, test_fields_tcp_close_ipv6);
+        tcase_add_test(fields, test_fields_tcp_close_mapped);
+        tcase_add_test(fields, test_fields_tcp_open_ipv6_and_mapped);
+        tcase_add_test(fields, test_fields_udp);
+        tcase_add_test(fields, test_fields_duration_rounding);
+        tcase_add_test(fields, test_fields_long_values_fit);
+        suite_add_tcase(s, fields);
+
+        tcase_add_test(ratelimit, test_ratelimit_burst);
+        tcase_add_test(ratelimit, test_ratelimit_refill);
+        tcase_add_test(ratelimit, test_ratelimit_clock_behind);
+        tcase_add_test(ratelimit, test_ratelimit_unlimited);
+        tcase_add_test(ratelimit, test_ratelimit_zero_burst);
+        suite_add_tcase(s, ratelimit);
+
+        tcase_add_test(output, test_stderr_client_lines);
+        tcase_add_test(output, test_stderr_messages);
+        tcase_add_test(output, test_stderr_long_message_cut);
+        tcase_add_test(output, test_client_below_level);
+        tcase_add_test(output, test_suppressed_summary);
+        tcase_add_test(output, test_same_limits_do_not_refill);
+        tcase_add_test(output, test_client_disabled);
+        tcase_add_test(output, test_fork_child_has_no_pending_summary);
+        tcase_add_test(output, test_threads_lines_intact);
+        tcase_add_test(output, test_threads_rate_limited);
+        tcase_add_test(output, test_detect_target);
+        suite_add_tcase(s, output);
+        return s;
+}
