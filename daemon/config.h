@@ -38,7 +38,7 @@ struct config {
         char control_group[64];          /* "" = leave the group alone */
 
         /* workers { model = "event"; threads = 1; max_connections = 1024;
-         *           max_workers = 256; } */
+         *           max_workers = 1024; } */
         enum worker_model model;
         unsigned threads;                /* event loops (event), UDP threads (thread) */
         unsigned max_connections;

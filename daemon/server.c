@@ -173,7 +173,9 @@ static void server_stop(struct server *s, const char *why) {
                 return;
         }
         s->stopping = true;
-        s->stop_deadline = now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN);
+        /* A shutdown timeout of 0 means no limit. */
+        s->stop_deadline = shared_timeout(s->shared, TIMEOUT_SHUTDOWN) ?
+                now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN) : UINT64_MAX;
         sd_notify(false, "STOPPING=1");
         log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
         s->ops->stop(s);

@@ -17,25 +17,8 @@ static const char *const close_reason_names[_CLOSE_MAX] = {
         [CLOSE_SHUTDOWN] = "shutdown",
 };
 
-static const char *const timeout_names[_TIMEOUT_MAX] = {
-        [TIMEOUT_IDLE] = "idle",
-        [TIMEOUT_WRITE] = "write",
-        [TIMEOUT_SHUTDOWN] = "shutdown",
-};
-
 const char *close_reason_to_string(enum close_reason r) {
         return r >= 0 && r < _CLOSE_MAX ? close_reason_names[r] : "error";
-}
-
-const char *timeout_to_string(enum timeout_id t) {
-        return t >= 0 && t < _TIMEOUT_MAX ? timeout_names[t] : NULL;
-}
-
-int timeout_from_string(const char *s) {
-        for (int t = 0; t < _TIMEOUT_MAX; t++)
-                if (strcmp(s, timeout_names[t]) == 0)
-                        return t;
-        return -EINVAL;
 }
 
 static size_t shared_size(uint32_t nslots) {

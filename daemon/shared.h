@@ -16,13 +16,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
-
-enum timeout_id {
-        TIMEOUT_IDLE,
-        TIMEOUT_WRITE,
-        TIMEOUT_SHUTDOWN,
-        _TIMEOUT_MAX,
-};
+#include "control-proto.h"
 
 enum close_reason {
         CLOSE_EOF,
@@ -112,5 +106,3 @@ static inline uint64_t shared_timeout(const struct shared *sh, enum timeout_id t
         atomic_fetch_add_explicit(&(sh)->c.field, (n), memory_order_relaxed)
 
 const char *close_reason_to_string(enum close_reason r);
-const char *timeout_to_string(enum timeout_id t);
-int timeout_from_string(const char *s);   /* enum value, or -EINVAL */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The control protocol, shared by uppercased and uppercasectl (and readable
+ * enough for "socat - UNIX-CONNECT:/run/uppercased/control.sock").
+ *
+ * A client sends one request per line:  COMMAND [ARGS]\n  (at most
+ * CONTROL_LINE_MAX bytes, words separated by blanks).  The daemon answers
+ * with zero or more data lines and then exactly one final line, "OK" or
+ * "ERROR <reason>".  A connection may carry any number of requests.
+ *
+ * Data lines:
+ *   status, stats, timeout:  "<key> <value>", keys are dotted lowercase
+ *                            names ("tcp.active 3", "timeouts.idle 300");
+ *                            durations are in seconds, possibly fractional.
+ *   connections:             "connection id=7 peer=192.0.2.7:40512
+ *                            protocol=tcp age=12.5 idle=0.25 bytes_in=10
+ *                            bytes_out=10 worker=4242" (worker: the serving
+ *                            process or thread id, 0 in the event model).
+ *
+ * Requests:
+ *   status | stats | connections | reload | help
+ *   timeout [NAME [VALUE]]     VALUE as duration_parse(): 30, 1.5, 250ms,
+ *                              30s, 5m, 1h; 0 turns the timeout off. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONTROL_DEFAULT_PATH "/run/uppercased/control.sock"
+#define CONTROL_DIR_NAME "uppercased"
+#define CONTROL_SOCKET_NAME "control.sock"
+#define CONTROL_GROUP "uppercased"
+#define CONTROL_LINE_MAX 512
+
+enum timeout_id {
+        TIMEOUT_IDLE,
+        TIMEOUT_WRITE,
+        TIMEOUT_SHUTDOWN,
+        _TIMEOUT_MAX,
+};
+
+const char *timeout_to_string(enum timeout_id t);
+int timeout_from_string(const char *s);   /* enum value, or -EINVAL */
+
+enum control_command {
+        CONTROL_STATUS,
+        CONTROL_STATS,
+        CONTROL_CONNECTIONS,
+        CONTROL_TIMEOUT,
+        CONTROL_RELOAD,
+        CONTROL_HELP,
+        _CONTROL_MAX,
+};
+
+struct control_request {
+        enum control_command command;
+        int timeout;                  /* CONTROL_TIMEOUT: TIMEOUT_*, or -1 for all */
+        bool set;                     /* CONTROL_TIMEOUT: a value was given */
+        uint64_t value_usec;
+};
+
+/* Parses one request line of len bytes (no "\n"; a trailing "\r" is
+ * allowed).  Returns 0, or -EINVAL with a one-line reason in err. */
+int control_parse(const char *line, size_t len, struct control_request *req,
+                  char *err, size_t errlen);
+
+const char *control_command_name(enum control_command c);
