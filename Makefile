@@ -32,13 +32,13 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 ALL_CPPFLAGS := -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
-                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon $(CPPFLAGS)
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon -Ictl $(CPPFLAGS)
 ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  := -pthread $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-CTL_SRC    := $(wildcard ctl/*.c)
+CTL_LIB_SRC := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 
@@ -46,12 +46,13 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 LIBCOMMON  := $(BUILD)/libcommon.a
 LIBDAEMON  := $(BUILD)/libuppercased.a
+LIBCTL     := $(BUILD)/libctl.a
 DAEMON     := $(BUILD)/uppercased
 CTL        := $(BUILD)/uppercasectl
 UNIT       := $(BUILD)/unit-tests
 TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
-PROGRAMS   := $(DAEMON) $(if $(CTL_SRC),$(CTL))
+PROGRAMS   := $(DAEMON) $(if $(wildcard ctl/main.c),$(CTL))
 
 .PHONY: all deps run check check-unit check-asan check-integration install clean
 all: $(PROGRAMS) $(UNIT) $(TOOLS)
@@ -64,13 +65,15 @@ $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 	$(AR) rcs $@ $^
 $(LIBDAEMON): $(call obj,$(DAEMON_SRC))
 	$(AR) rcs $@ $^
+$(LIBCTL): $(call obj,$(CTL_LIB_SRC))
+	$(AR) rcs $@ $^
 
 $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-$(CTL): $(call obj,$(CTL_SRC)) $(LIBCOMMON)
+$(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
-$(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCOMMON)
+$(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -105,7 +108,7 @@ check-asan:
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
 	install -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/uppercased
-	$(if $(CTL_SRC),install -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/uppercasectl)
+	install -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/uppercasectl
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 
 clean:

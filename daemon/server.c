@@ -274,6 +274,7 @@ static void server_log_started(struct server *s) {
 }
 
 static int server_start(struct server *s) {
+        char what[sizeof(s->config.control_path) + 32];
         int r;
 
         r = shared_new(SERVER_SLOTS, &s->shared);
@@ -291,6 +292,10 @@ static int server_start(struct server *s) {
         r = server_add_sources(s);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
+        r = control_start(s, &s->control, what, sizeof(what));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the %s: %s", what,
+                                       r == -EADDRINUSE ? "in use by a running daemon" : "%m");
 
         s->ops = worker_models[s->config.model];
         r = s->ops->start(s);
@@ -324,6 +329,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
 
         log_flush_suppressed();
         log_set_shared(NULL);
+        control_free(s.control);
         listeners_close(&s.listeners);
         sd_event_unref(s.event);
         shared_free(s.shared);

@@ -10,6 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "control.h"
 #include "listen.h"
 #include "shared.h"
 #include "worker.h"
@@ -37,6 +38,7 @@ struct server {
         struct shared *shared;
         const struct worker_ops *ops;
         void *worker;                     /* the model's own state */
+        struct control *control;
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         bool stopping;
         uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
