@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Reported by "status"; raised on an incompatible change. */
+#define CONTROL_PROTOCOL_VERSION 1
 #define CONTROL_DEFAULT_PATH "/run/uppercased/control.sock"
 #define CONTROL_DIR_NAME "uppercased"
 #define CONTROL_SOCKET_NAME "control.sock"

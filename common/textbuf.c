@@ -66,8 +66,11 @@ void textbuf_printf(struct textbuf *b, const char *fmt, ...) {
 void textbuf_consume(struct textbuf *b, size_t n) {
         if (n >= b->len) {
                 b->len = 0;
+                if (b->data)
+                        b->data[0] = '\0';
                 return;
         }
         memmove(b->data, b->data + n, b->len - n);
         b->len -= n;
+        b->data[b->len] = '\0';
 }

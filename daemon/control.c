@@ -19,6 +19,9 @@
 
 #define CONTROL_CLIENTS_MAX 64
 #define CONTROL_IDLE_USEC (60 * USEC_PER_SEC)
+/* Until a client completes its first request it gets less time, so that
+ * silent connections cannot hold all CONTROL_CLIENTS_MAX places for long. */
+#define CONTROL_FIRST_REQUEST_USEC (10 * USEC_PER_SEC)
 /* Enough for the connection list of a full table (65536 lines). */
 #define CONTROL_REPLY_MAX (16 * 1024 * 1024)
 
@@ -32,6 +35,7 @@ struct control_client {
         char in[CONTROL_LINE_MAX + 2];
         size_t in_len;
         bool closing;                   /* close once the reply is sent */
+        unsigned requests;
         struct textbuf out;
 };
 
@@ -80,6 +84,7 @@ static void cmd_status(struct server *s, struct textbuf *out) {
         char buf[128];
 
         reply_common(s, out);
+        textbuf_printf(out, "protocol %d\n", CONTROL_PROTOCOL_VERSION);
         textbuf_printf(out, "threads %u\nstate %s\nconfig %s\nsocket_activated %s\nconnections %u\n",
                       s->config.threads, s->stopping ? "stopping" : "running",
                       s->config_file[0] ? s->config_file : "(built-in defaults)",
@@ -218,7 +223,7 @@ static void control_client_update(struct control_client *cc) {
 
         /* While a reply is pending, stop reading: one request at a time. */
         sd_event_source_set_io_events(cc->io, cc->out.len > 0 ? EPOLLOUT : EPOLLIN);
-        sd_event_source_set_time(cc->timer, now + CONTROL_IDLE_USEC);
+        sd_event_source_set_time(cc->timer, now + (cc->requests ? CONTROL_IDLE_USEC : CONTROL_FIRST_REQUEST_USEC));
 }
 
 static void control_client_handle_lines(struct control_client *cc) {
@@ -229,6 +234,7 @@ static void control_client_handle_lines(struct control_client *cc) {
                 size_t len = nl - cc->in;
 
                 control_dispatch(s, cc->in, len, cc->uid, cc->pid, &cc->out);
+                cc->requests++;
                 if (cc->out.overflow) {
                         textbuf_free(&cc->out);
                         textbuf_printf(&cc->out, "ERROR reply too large\n");
@@ -311,7 +317,7 @@ static void control_client_new(struct control *c, int fd) {
         c->clients = cc;
         c->n_clients++;
         if (sd_event_add_io(c->server->event, &cc->io, fd, EPOLLIN, control_client_on_io, cc) < 0 ||
-            sd_event_add_time_relative(c->server->event, &cc->timer, CLOCK_MONOTONIC, CONTROL_IDLE_USEC, 0,
+            sd_event_add_time_relative(c->server->event, &cc->timer, CLOCK_MONOTONIC, CONTROL_FIRST_REQUEST_USEC, 0,
                                        control_client_on_timer, cc) < 0)
                 control_client_free(cc);
 }
@@ -394,7 +400,7 @@ static int control_bind(struct control *c, const struct config *cfg) {
         r = control_set_owner(c->path, cfg->control_group);
         if (r < 0)
                 log_warning_errno(r, "Failed to give %s to group %s, ignoring: %s", c->path,
-                                  cfg->control_group, r == -ENOENT ? "no such group" : "%m");
+                                  cfg->control_group, r == -ENOENT ? "no such group" : strerror(-r));
         return 0;
 }
 

@@ -250,7 +250,7 @@ static int server_open_listeners(struct server *s) {
         r = listen_activated(&s->listeners, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to use %s: %s", what,
-                                       r == -EBADMSG ? "not a TCP, UDP or UNIX stream socket" : "%m");
+                                       r == -EBADMSG ? "not a TCP, UDP or UNIX stream socket" : strerror(-r));
         if (r > 0)
                 return 0;
         r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
@@ -295,7 +295,7 @@ static int server_start(struct server *s) {
         r = control_start(s, &s->control, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the %s: %s", what,
-                                       r == -EADDRINUSE ? "in use by a running daemon" : "%m");
+                                       r == -EADDRINUSE ? "in use by a running daemon" : strerror(-r));
 
         s->ops = worker_models[s->config.model];
         r = s->ops->start(s);

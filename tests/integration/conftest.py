@@ -240,6 +240,8 @@ class Daemon:
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.proc = None
         self.port = None
+        self.log_mark = 0
+        self.notify_mark = 0
         self.exit_code = None
         self.known_children = set()
         self.notifications = []
@@ -282,6 +284,8 @@ class Daemon:
                 continue
             except OSError:
                 return
+            if not data:
+                continue
             msg = data.decode("utf-8", "replace")
             with self._cond:
                 self.notifications.append(msg)
@@ -387,12 +391,26 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def log(self):
+    def log_bytes(self):
         try:
             with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
+                return f.read()
         except OSError:
-            return ""
+            return b""
+
+    def mark(self):
+        """From now on log(), log_lines() and wait_log() only see what the
+        daemon writes after this point (used when a daemon is shared by
+        several tests)."""
+        self.log_mark = len(self.log_bytes())
+        self.notify_mark = len(self.notifications)
+
+    def log(self, everything=False):
+        """The daemon's stderr so far (since the last mark())."""
+        data = self.log_bytes()
+        if not everything:
+            data = data[self.log_mark:]
+        return data.decode("utf-8", "replace")
 
     def log_lines(self):
         return self.log().splitlines()
@@ -507,8 +525,8 @@ class Daemon:
         self.exit_code = self.proc.returncode
         return self.exit_code
 
-    def sanitizer_report(self):
-        text = self.log()
+    def sanitizer_report(self, everything=True):
+        text = self.log(everything)
         for m in SANITIZER_MARKERS:
             if m in text:
                 return text
@@ -552,6 +570,12 @@ class Daemon:
                             pass
         self._stop_reader = True
         if self._reader is not None:
+            # Wake the reader at once instead of waiting for its timeout.
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as w:
+                    w.sendto(b"", self.notify_path)
+            except OSError:
+                pass
             self._reader.join(2)
         if self._notify is not None:
             self._notify.close()
@@ -559,17 +583,27 @@ class Daemon:
             self._stderr_file.close()
 
 
-@pytest.fixture(params=MODELS, ids=[m[0] for m in MODELS])
+@pytest.fixture(scope="session", params=MODELS, ids=[m[0] for m in MODELS])
 def model(request):
     """(model, extra args) for every worker model, plus event with -t 2."""
     return request.param[1], list(request.param[2])
 
 
+def _dump(d, everything=False):
+    """Shown by pytest under "Captured stdout teardown" of a failed test."""
+    tail = d.log(everything).splitlines()[-60:]
+    print("---- daemon %s (%s %s, exit %r) stderr, last %d lines:"
+          % (d.pid if d.proc else "-", d.model, " ".join(d.args), d.exit_code, len(tail)))
+    print("\n".join(tail))
+    print("---- notifications: %r" % (d.notifications[-20:],))
+
+
 @pytest.fixture
 def daemon_factory(request):
-    """make(model=..., args=[...], **config) -> a started Daemon.  All are
-    stopped and killed at teardown; a sanitizer report in any daemon's
-    stderr fails the test."""
+    """make(model=..., args=[...], **config) -> a started Daemon of its own,
+    for tests that change settings, signal or kill it.  All are stopped and
+    killed (by PID) at teardown; a sanitizer report in any daemon's stderr
+    fails the test."""
     made = []
 
     def make(model="event", args=(), start=True, **config):
@@ -590,12 +624,7 @@ def daemon_factory(request):
         if rep is not None:
             reports.append(rep)
         if failed:
-            # Shown by pytest under "Captured stdout teardown".
-            tail = d.log_lines()[-60:]
-            print("---- daemon %s (%s, exit %r) stderr, last %d lines:"
-                  % (d.pid if d.proc else "-", d.model, d.exit_code, len(tail)))
-            print("\n".join(tail))
-            print("---- notifications: %r" % (d.notifications[-20:],))
+            _dump(d, everything=True)
         elif rep is None:
             shutil.rmtree(d.dir, ignore_errors=True)
     if reports:
@@ -603,11 +632,53 @@ def daemon_factory(request):
                     pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def _shared_daemons():
+    pool = {}
+    yield pool
+    reports = []
+    for d in pool.values():
+        d.cleanup()
+        rep = d.sanitizer_report()
+        if rep is not None:
+            reports.append(rep)
+        else:
+            shutil.rmtree(d.dir, ignore_errors=True)
+    if reports:
+        pytest.fail("sanitizer report in a shared daemon's stderr (at its stop):\n"
+                    + "\n----\n".join(reports), pytrace=False)
+
+
 @pytest.fixture
-def daemon(model, daemon_factory):
-    """A daemon with the default test config, in each worker model."""
-    m, args = model
-    return daemon_factory(model=m, args=args)
+def daemon(model, _shared_daemons, request):
+    """A daemon with the default test config, in each worker model.  To keep
+    the suite fast it is shared by the tests that do not change, signal or
+    stop it; it is killed and replaced after a test that failed, and a test
+    during which it died or printed a sanitizer report fails."""
+    key = (model[0], tuple(model[1]))
+    d = _shared_daemons.get(key)
+    if d is not None and not d.running():
+        d.cleanup()
+        d = None
+    if d is None:
+        d = Daemon(model=model[0], args=model[1])
+        _shared_daemons[key] = d
+        d.start()
+    d.mark()
+    yield d
+    problems = []
+    if not d.running():
+        d.exit_code = d.proc.returncode
+        problems.append("the daemon died during the test (exit status %r)" % d.exit_code)
+    rep = d.sanitizer_report(everything=False)
+    if rep is not None:
+        problems.append("sanitizer report in the daemon's stderr:\n" + rep)
+    if problems or getattr(request.node, "rep_failed", True):
+        _dump(d)
+        d.cleanup()
+        del _shared_daemons[key]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

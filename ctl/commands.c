@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+const struct ctl_command ctl_commands[] = {
+        { "status", "", 0, 0, false,
+          { ctl_human_status, ctl_json_fields, NULL },
+          "daemon summary: version, pid, model, uptime, listeners" },
+        { "stats", "", 0, 0, false,
+          { ctl_human_stats, ctl_json_fields, ctl_prometheus_stats },
+          "counters: connections, bytes, datagrams, timeouts" },
+        { "connections", "", 0, 0, false,
+          { ctl_human_connections, ctl_json_connections, NULL },
+          "active TCP connections: id, client, age, idle, bytes" },
+        { "timeout", "[NAME [VALUE]]", 0, 2, false,
+          { ctl_human_timeout, ctl_json_fields, NULL },
+          "list, show or set a timeout (idle, write, shutdown);\n"
+          "VALUE: seconds, or 250ms, 30s, 5m; 0 = off" },
+        { "reload", "", 0, 0, false,
+          { ctl_human_reload, ctl_json_reload, NULL },
+          "re-read the configuration; fails when it is rejected" },
+        { "help", "", 0, 0, true,
+          { ctl_usage, ctl_usage, NULL },
+          "show this help" },
+};
+const size_t ctl_n_commands = sizeof(ctl_commands) / sizeof(ctl_commands[0]);
+
+size_t ctl_command_match(const char *word, const struct ctl_command **found, size_t max) {
+        size_t n = 0, len = strlen(word);
+
+        for (size_t i = 0; i < ctl_n_commands; i++)
+                if (strcmp(ctl_commands[i].name, word) == 0) {
+                        if (max > 0)
+                                found[0] = &ctl_commands[i];
+                        return 1;
+                }
+        if (len == 0)
+                return 0;
+        for (size_t i = 0; i < ctl_n_commands; i++)
+                if (strncmp(ctl_commands[i].name, word, len) == 0) {
+                        if (n < max)
+                                found[n] = &ctl_commands[i];
+                        n++;
+                }
+        return n;
+}
+
+int ctl_command_find(const char *word, const struct ctl_command **ret) {
+        const struct ctl_command *found[1];
+        size_t n = ctl_command_match(word, found, 1);
+
+        if (n == 0)
+                return -ENOENT;
+        if (n > 1)
+                return -ENOTUNIQ;
+        *ret = found[0];
+        return 0;
+}
+
+static void usage_command(const struct ctl_command *c, struct textbuf *out) {
+        char head[64];
+        const char *help = c->help;
+
+        snprintf(head, sizeof(head), "%s%s%s", c->name, c->args[0] ? " " : "", c->args);
+        /* Continuation lines of the help text line up under its start. */
+        for (const char *nl; (nl = strchr(help, '\n')); help = nl + 1) {
+                textbuf_printf(out, "  %-22s  %.*s\n", head, (int) (nl - help), help);
+                head[0] = '\0';
+        }
+        textbuf_printf(out, "  %-22s  %s\n", head, help);
+}
+
+int ctl_usage(const struct ctl_reply *unused, struct textbuf *out) {
+        textbuf_printf(out,
+                       "Usage: uppercasectl [-s PATH] [-j|--json] [--prometheus] COMMAND [ARGS]\n"
+                       "\n"
+                       "Query and control uppercased over its control socket.\n"
+                       "\n"
+                       "Commands (any unambiguous prefix will do):\n");
+        for (size_t i = 0; i < ctl_n_commands; i++)
+                usage_command(&ctl_commands[i], out);
+        textbuf_printf(out,
+                       "\n"
+                       "Options:\n"
+                       "  -s, --socket PATH  the control socket; default: %s, or\n"
+                       "                     for a non-root user $XDG_RUNTIME_DIR/%s/%s\n"
+                       "                     when that exists\n"
+                       "  -j, --json         print JSON\n"
+                       "      --prometheus   print stats in the Prometheus text format\n"
+                       "  -h, --help         show this help\n"
+                       "  -V, --version      show the version\n"
+                       "\n"
+                       "Exit status: 0 done, 1 the daemon refused or failed, 2 usage error,\n"
+                       "3 the daemon cannot be reached (not running, or permission denied).\n",
+                       CONTROL_DEFAULT_PATH, CONTROL_DIR_NAME, CONTROL_SOCKET_NAME);
+        return ctl_output_result(out);
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+enum {
+        ARG_PROMETHEUS = 0x100,
+};
+
+static const struct option long_options[] = {
+        { "socket",     required_argument, NULL, 's' },
+        { "json",       no_argument,       NULL, 'j' },
+        { "prometheus", no_argument,       NULL, ARG_PROMETHEUS },
+        { "help",       no_argument,       NULL, 'h' },
+        { "version",    no_argument,       NULL, 'V' },
+        {}
+};
+
+__attribute__((format(printf, 3, 4)))
+static int usage_error(char *err, size_t errlen, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int set_format(struct ctl_options *o, enum ctl_format f, char *err, size_t errlen) {
+        if (o->format != CTL_HUMAN && o->format != f)
+                return usage_error(err, errlen, "%s", "--json and --prometheus cannot be combined");
+        o->format = f;
+        return 0;
+}
+
+static int unknown_option(char *argv[], char *err, size_t errlen) {
+        if (optopt)
+                return usage_error(err, errlen, "invalid option -- '%c'", optopt);
+        return usage_error(err, errlen, "unrecognized option '%s'", argv[optind - 1]);
+}
+
+static int parse_options(int argc, char *argv[], struct ctl_options *o, char *err, size_t errlen) {
+        int c, r;
+
+        /* optind = 0 re-initialises getopt, for callers that parse twice. */
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":s:jhV", long_options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        if (!optarg[0])
+                                return usage_error(err, errlen, "%s", "empty socket path");
+                        o->socket = optarg;
+                        break;
+                case 'j':
+                        r = set_format(o, CTL_JSON, err, errlen);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_PROMETHEUS:
+                        r = set_format(o, CTL_PROMETHEUS, err, errlen);
+                        if (r < 0)
+                                return r;
+                        break;
+                case 'h':
+                        o->action = CTL_ACTION_HELP;
+                        break;
+                case 'V':
+                        o->action = CTL_ACTION_VERSION;
+                        break;
+                case ':':
+                        return usage_error(err, errlen, "option '%s' requires an argument", argv[optind - 1]);
+                default:
+                        return unknown_option(argv, err, errlen);
+                }
+        }
+        return 0;
+}
+
+static int find_command(const char *word, const struct ctl_command **ret, char *err, size_t errlen) {
+        const struct ctl_command *found[16];
+        size_t n = ctl_command_match(word, found, 16);
+        char names[256] = "";
+
+        if (n == 1) {
+                *ret = found[0];
+                return 0;
+        }
+        if (n == 0)
+                return usage_error(err, errlen, "unknown command '%s'", word);
+        for (size_t i = 0; i < n && i < 16; i++)
+                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                         i > 0 ? ", " : "", found[i]->name);
+        return usage_error(err, errlen, "ambiguous command '%s': %s", word, names);
+}
+
+static int check_arg_count(const struct ctl_command *c, int n, char *err, size_t errlen) {
+        if (n >= 0 && (unsigned) n >= c->min_args && (unsigned) n <= c->max_args)
+                return 0;
+        if (c->max_args == 0)
+                return usage_error(err, errlen, "'%s' takes no arguments", c->name);
+        if ((unsigned) n > c->max_args)
+                return usage_error(err, errlen, "'%s' takes at most %u arguments", c->name, c->max_args);
+        return usage_error(err, errlen, "'%s' needs at least %u arguments", c->name, c->min_args);
+}
+
+/* Joins the command's full name and args into the request line.  An
+ * argument with a blank in it would silently turn into two words. */
+static int build_request(struct ctl_options *o, char *args[], int n, char *err, size_t errlen) {
+        char line[CONTROL_LINE_MAX + 2];
+        size_t len = strlen(o->command->name);
+
+        memcpy(line, o->command->name, len + 1);
+        for (int i = 0; i < n; i++) {
+                if (args[i][0] == '\0' || strpbrk(args[i], " \t"))
+                        return usage_error(err, errlen, "invalid argument '%s'", args[i]);
+                if (len + 1 + strlen(args[i]) > CONTROL_LINE_MAX)
+                        return usage_error(err, errlen, "request too long (at most %d bytes)",
+                                           CONTROL_LINE_MAX);
+                line[len++] = ' ';
+                memcpy(line + len, args[i], strlen(args[i]) + 1);
+                len += strlen(args[i]);
+        }
+        memcpy(o->request, line, len + 1);
+        return 0;
+}
+
+static int check_request(const struct ctl_options *o, char *err, size_t errlen) {
+        struct control_request req;
+
+        if (o->command->local)
+                return 0;
+        return control_parse(o->request, strlen(o->request), &req, err, errlen) < 0 ? -EINVAL : 0;
+}
+
+int ctl_parse_argv(int argc, char *argv[], struct ctl_options *o, char *err, size_t errlen) {
+        int r;
+
+        *o = (struct ctl_options) { .action = CTL_ACTION_RUN, .format = CTL_HUMAN };
+        r = parse_options(argc, argv, o, err, errlen);
+        if (r < 0 || o->action != CTL_ACTION_RUN)
+                return r;
+        if (optind >= argc)
+                return usage_error(err, errlen, "%s", "missing command");
+        r = find_command(argv[optind], &o->command, err, errlen);
+        if (r < 0)
+                return r;
+        if (!o->command->print[o->format])
+                return usage_error(err, errlen, "'%s' has no %s output", o->command->name,
+                                   o->format == CTL_JSON ? "JSON" : "Prometheus");
+        r = check_arg_count(o->command, argc - optind - 1, err, errlen);
+        if (r < 0)
+                return r;
+        r = build_request(o, argv + optind + 1, argc - optind - 1, err, errlen);
+        if (r < 0)
+                return r;
+        return check_request(o, err, errlen);
+}
