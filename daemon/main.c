@@ -13,10 +13,13 @@
 
 #define EXIT_USAGE 2
 
+#define SYNOPSIS \
+        "Usage: uppercased [-c FILE] [-m event|thread|process] [-t THREADS]\n" \
+        "                  [--tcp ADDR:PORT]... [--udp ADDR:PORT]... [--control PATH]\n" \
+        "                  [-n|--check-config] [-d|--debug] [-V|--version] [-h|--help]\n"
+
 static void usage(FILE *f) {
-        fputs("Usage: uppercased [-c FILE] [-m event|thread|process] [-t THREADS]\n"
-              "                  [--tcp ADDR:PORT]... [--udp ADDR:PORT]... [--control PATH]\n"
-              "                  [-n|--check-config] [-d|--debug] [-V|--version] [-h|--help]\n"
+        fputs(SYNOPSIS
               "\n"
               "Serves the uppercase protocol on TCP and UDP (default port 12000).\n"
               "\n"
@@ -42,7 +45,7 @@ static int usage_error(const char *fmt, ...) {
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
-        fputs("\nTry 'uppercased --help'.\n", stderr);
+        fputs("\n" SYNOPSIS "Try 'uppercased --help'.\n", stderr);
         return -EINVAL;
 }
 
@@ -124,7 +127,7 @@ static int parse_argv(int argc, char *argv[], struct overrides *o, bool *check, 
                         usage(stdout);
                         return 0;
                 default:
-                        fputs("Try 'uppercased --help'.\n", stderr);
+                        fputs(SYNOPSIS "Try 'uppercased --help'.\n", stderr);
                         return -EINVAL;
                 }
         }

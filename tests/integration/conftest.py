@@ -226,12 +226,14 @@ class Daemon:
     """One uppercased process.  Construct, then start()."""
 
     def __init__(self, model="event", args=(), activate=False,
-                 activate_names="tcp:udp:control", avoid_ports=(), **config):
+                 activate_names="tcp:udp:control", avoid_ports=(), env_extra=None,
+                 **config):
         self.model = model
         self.args = list(args)
         self.activate = activate
         self.activate_names = activate_names
         self.avoid_ports = set(avoid_ports)
+        self.env_extra = dict(env_extra or {})
         self.config = dict(config)
         self.dir = tempfile.mkdtemp(prefix="upc-", dir="/tmp")
         self.conf = os.path.join(self.dir, "uppercased.conf")
@@ -309,6 +311,7 @@ class Daemon:
         if ASAN:
             env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.env_extra)
         return env
 
     def start(self, wait_ready=True, retry_in_use=True):
@@ -608,7 +611,7 @@ def daemon_factory(request):
 
     def make(model="event", args=(), start=True, **config):
         """config: Daemon keyword arguments (activate=, activate_names=,
-        avoid_ports=) and config_text() settings."""
+        avoid_ports=, env_extra=) and config_text() settings."""
         d = Daemon(model=model, args=args, **config)
         made.append(d)
         if start:
