@@ -32,7 +32,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 ALL_CPPFLAGS := -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
-                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon -Ictl $(CPPFLAGS)
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon -Ictl -Iclient $(CPPFLAGS)
 ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  := -pthread $(LDFLAGS)
 
@@ -49,10 +49,14 @@ LIBDAEMON  := $(BUILD)/libuppercased.a
 LIBCTL     := $(BUILD)/libctl.a
 DAEMON     := $(BUILD)/uppercased
 CTL        := $(BUILD)/uppercasectl
+CLIENT     := $(BUILD)/uppercase
+CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
+LIBCLIENT  := $(BUILD)/libclient.a
 UNIT       := $(BUILD)/unit-tests
 TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 
-PROGRAMS   := $(DAEMON) $(if $(wildcard ctl/main.c),$(CTL))
+PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
+MANPAGES   := $(wildcard man/*.[1-8])
 
 .PHONY: all deps run check check-unit check-asan check-integration install clean
 all: $(PROGRAMS) $(UNIT) $(TOOLS)
@@ -67,13 +71,17 @@ $(LIBDAEMON): $(call obj,$(DAEMON_SRC))
 	$(AR) rcs $@ $^
 $(LIBCTL): $(call obj,$(CTL_LIB_SRC))
 	$(AR) rcs $@ $^
+$(LIBCLIENT): $(call obj,$(CLIENT_LIB_SRC))
+	$(AR) rcs $@ $^
 
 $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+$(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
-$(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(LIBCOMMON)
+$(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -109,6 +117,11 @@ install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
 	install -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/uppercased
 	install -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/uppercasectl
+	$(if $(wildcard client/main.c),install -m 0755 $(CLIENT) $(DESTDIR)$(BINDIR)/uppercase)
+	for m in $(MANPAGES); do \
+		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; \
+	done
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 
 clean:

@@ -24,6 +24,13 @@ static const struct worker_ops *const worker_models[_MODEL_MAX] = {
         [MODEL_PROCESS] = &worker_process_ops,
 };
 
+int timer_rearm(sd_event_source *es, uint64_t usec) {
+        int r = sd_event_source_set_time(es, usec);
+
+        /* A oneshot timer that fired is off until enabled again. */
+        return r < 0 ? r : sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
+}
+
 void overrides_init(struct overrides *o) {
         memset(o, 0, sizeof(*o));
         o->model = -1;
@@ -157,7 +164,7 @@ static int server_on_drain_tick(sd_event_source *es, uint64_t usec, void *userda
         struct server *s = userdata;
 
         if (!s->ops->drained(s) && usec < s->stop_deadline)
-                return sd_event_source_set_time(es, usec + DRAIN_POLL_USEC);
+                return timer_rearm(es, usec + DRAIN_POLL_USEC);
         if (!s->ops->drained(s))
                 log_warning("Shutdown timeout reached, closing the remaining connections");
         return sd_event_exit(s->event, 0);
@@ -210,7 +217,7 @@ static int server_on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
 
         log_flush_suppressed();
         server_update_status(s);
-        return sd_event_source_set_time(es, usec + TICK_USEC);
+        return timer_rearm(es, usec + TICK_USEC);
 }
 
 static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -222,7 +229,7 @@ static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata
                 sd_notify(false, "WATCHDOG=1");
         else
                 log_error("A worker loop has stalled; not pinging the watchdog");
-        return sd_event_source_set_time(es, usec + period);
+        return timer_rearm(es, usec + period);
 }
 
 static int server_add_sources(struct server *s) {

@@ -68,6 +68,10 @@ void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec);
  * blocking workers (see worker_wait()).  Called before any thread exists. */
 int server_block_signals(void);
 
+/* Sets a oneshot timer source to fire at usec (CLOCK_MONOTONIC), also
+ * after it fired already. */
+int timer_rearm(sd_event_source *es, uint64_t usec);
+
 /* For blocking workers (thread and process models): waits for events on fd
  * for at most timeout_usec (UINT64_MAX: forever) with SIGUSR1 unblocked, so
  * that a kick from server side interrupts it.  Returns revents, 0 on

@@ -147,8 +147,7 @@ static void loop_arm_timer(struct loop *l, bool recompute) {
                 sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
                 return;
         }
-        sd_event_source_set_time(l->timer, at);
-        sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
+        timer_rearm(l->timer, at);
 }
 
 static void queue_unlink(struct conn *c) {
@@ -449,7 +448,7 @@ static int loop_on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
         struct loop *l = userdata;
 
         atomic_store(&l->heartbeat, usec);
-        return sd_event_source_set_time(es, usec + HEARTBEAT_USEC);
+        return timer_rearm(es, usec + HEARTBEAT_USEC);
 }
 
 static void loop_close_all(struct loop *l, enum close_reason reason) {

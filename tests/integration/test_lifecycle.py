@@ -276,7 +276,7 @@ def test_stop_gives_up_on_stuck_reader(daemon_factory, model):
     s, port, sent, _ = stuff_peer(d, 0.5)
     t0 = time.monotonic()
     d.send_signal(signal.SIGTERM)
-    code = d.stop(sig=0, timeout=10)
+    code = d.stop(sig=0, timeout=5)
     elapsed = time.monotonic() - t0
     s.close()
     assert code == 0, d.log()
@@ -293,7 +293,7 @@ def test_status_tracks_connection_count(daemon_factory, model):
         exchange(s, b"x\n")
     n = len(d.notifications)
     i = None
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         i = d.wait_notify("STATUS=", since=n, timeout=0.5)
         if i is not None:
@@ -306,7 +306,7 @@ def test_status_tracks_connection_count(daemon_factory, model):
     for s in socks:
         s.close()
     n = len(d.notifications)
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 3
     seen = []
     while time.monotonic() < deadline:
         i = d.wait_notify("STATUS=", since=n, timeout=0.5)

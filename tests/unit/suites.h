@@ -10,3 +10,4 @@ Suite *log_suite(void);
 Suite *shared_suite(void);
 Suite *control_suite(void);
 Suite *ctl_suite(void);
+Suite *client_suite(void);

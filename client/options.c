@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* The command line of uppercase(1).
+ *
+ *      uppercase [OPTION]... [HOST [PORT]] [TEXT...]
+ *
+ * Options come first: getopt stops at the first argument that is not an
+ * option ("+" in the option string), so TEXT may hold words such as "-5"
+ * without a "--".  Then, by position:
+ *
+ *      1st argument            HOST (never all digits: "12000" alone is
+ *                              refused rather than read as the IPv4
+ *                              address 0.0.46.224)
+ *      2nd, if all digits      PORT (1..65535)
+ *      the rest                TEXT, joined by single spaces
+ *
+ * So "uppercase localhost ciao" sends "ciao" to localhost:12000 and
+ * "uppercase localhost 12001 ciao" to port 12001. */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "duration.h"
+#include "uppercase.h"
+
+static const struct option long_options[] = {
+        { "udp",     no_argument,       NULL, 'u' },
+        { "timeout", required_argument, NULL, 'w' },
+        { "help",    no_argument,       NULL, 'h' },
+        { "version", no_argument,       NULL, 'V' },
+        {}
+};
+
+void client_usage(FILE *f) {
+        fputs(CLIENT_SYNOPSIS
+              "\n"
+              "Sends text to an uppercased server over TCP or UDP and prints the reply.\n"
+              "\n"
+              "  -u, --udp              use UDP (default: TCP)\n"
+              "  -w, --timeout SECONDS  how long to wait for the server: 2, 0.5, 250ms, 5s\n"
+              "                         (default: 2 s for UDP, 10 s for TCP)\n"
+              "  -4, -6                 use IPv4 only / IPv6 only\n"
+              "  -n                     send a newline after TEXT\n"
+              "  -h, --help             show this help\n"
+              "  -V, --version          show the version\n"
+              "\n"
+              "Options come before HOST.  The first argument is HOST (default localhost),\n"
+              "the second is PORT when it is all digits (default 12000), the rest is TEXT.\n"
+              "\n"
+              "With TEXT: send it (the words joined by spaces), print the reply, exit.\n"
+              "Without TEXT, on a terminal: a session, one line at a time; \".\" or\n"
+              "Ctrl-D ends it.  Without TEXT, from a pipe or file: standard input goes\n"
+              "through the server to standard output (UDP: one datagram per line).\n"
+              "\n"
+              "Exit status: 0 done, 1 network error or timeout, 2 usage error.\n"
+              "See uppercase(1).\n", f);
+}
+
+__attribute__((format(printf, 3, 4)))
+static int usage_error(char *err, size_t errlen, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int set_family(struct client_options *o, int family, char *err, size_t errlen) {
+        if (o->family != AF_UNSPEC && o->family != family)
+                return usage_error(err, errlen, "%s", "-4 and -6 cannot be combined");
+        o->family = family;
+        return 0;
+}
+
+static int set_timeout(struct client_options *o, const char *arg, char *err, size_t errlen) {
+        int r = client_parse_timeout(arg, &o->timeout_usec);
+
+        if (r == -ERANGE)
+                return usage_error(err, errlen, "timeout '%s' is too long (at most 1 week)", arg);
+        if (r < 0)
+                return usage_error(err, errlen,
+                                   "invalid timeout '%s' (seconds above 0: 2, 0.5, 250ms, 5s)", arg);
+        return 0;
+}
+
+static int unknown_option(char *argv[], char *err, size_t errlen) {
+        const char *arg = argv[optind - 1];
+        bool is_long = strncmp(arg, "--", 2) == 0;
+
+        /* For "--udp=1" getopt sets optopt to 'u': it is no short option. */
+        if (is_long && optopt)
+                return usage_error(err, errlen, "option '%s' takes no argument", arg);
+        if (is_long)
+                return usage_error(err, errlen, "unrecognized option '%s'", arg);
+        return usage_error(err, errlen, "invalid option -- '%c'", optopt);
+}
+
+static int parse_option(int c, char *argv[], struct client_options *o, char *err, size_t errlen) {
+        switch (c) {
+        case 'u':
+                o->udp = true;
+                return 0;
+        case 'w':
+                return set_timeout(o, optarg, err, errlen);
+        case '4':
+                return set_family(o, AF_INET, err, errlen);
+        case '6':
+                return set_family(o, AF_INET6, err, errlen);
+        case 'n':
+                o->newline = true;
+                return 0;
+        case 'h':
+                o->action = CLIENT_ACTION_HELP;
+                return 0;
+        case 'V':
+                o->action = CLIENT_ACTION_VERSION;
+                return 0;
+        case ':':
+                return usage_error(err, errlen, "option '%s' requires an argument", argv[optind - 1]);
+        default:
+                return unknown_option(argv, err, errlen);
+        }
+}
+
+static int parse_options(int argc, char *argv[], struct client_options *o, char *err, size_t errlen) {
+        int c, r;
+
+        /* optind = 0 re-initialises getopt, for callers that parse twice
+         * (the unit tests). */
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+:uw:46nhV", long_options, NULL)) >= 0) {
+                r = parse_option(c, argv, o, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int set_host(struct client_options *o, const char *arg, char *err, size_t errlen) {
+        int r;
+
+        if (client_all_digits(arg))
+                return usage_error(err, errlen,
+                                   "HOST '%s' looks like a port; give the host first: localhost %s",
+                                   arg, arg);
+        r = client_copy_host(arg, o->host, sizeof(o->host));
+        if (r == -ENAMETOOLONG)
+                return usage_error(err, errlen, "%s", "HOST is too long");
+        if (r < 0)
+                return usage_error(err, errlen, "invalid HOST '%s'", arg);
+        return 0;
+}
+
+static int set_port(struct client_options *o, const char *arg, char *err, size_t errlen) {
+        uint16_t port;
+
+        if (client_parse_port(arg, &port) < 0)
+                return usage_error(err, errlen, "invalid PORT '%s' (1..65535)", arg);
+        snprintf(o->port, sizeof(o->port), "%u", (unsigned) port);
+        return 0;
+}
+
+/* HOST, then PORT if all digits, then TEXT: see the top of this file. */
+static int parse_positional(int n, char *args[], struct client_options *o, char *err, size_t errlen) {
+        int i = 0, r;
+
+        if (i < n) {
+                r = set_host(o, args[i++], err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        if (i < n && client_all_digits(args[i])) {
+                r = set_port(o, args[i++], err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        if (i < n) {
+                o->text = args + i;
+                o->n_text = n - i;
+        }
+        return 0;
+}
+
+int client_parse_argv(int argc, char *argv[], struct client_options *o, char *err, size_t errlen) {
+        int r;
+
+        *o = (struct client_options) {
+                .action = CLIENT_ACTION_RUN,
+                .family = AF_UNSPEC,
+                .host = CLIENT_DEFAULT_HOST,
+                .port = CLIENT_DEFAULT_PORT,
+        };
+        r = parse_options(argc, argv, o, err, errlen);
+        if (r < 0 || o->action != CLIENT_ACTION_RUN)
+                return r;
+        r = parse_positional(argc - optind, argv + optind, o, err, errlen);
+        if (r < 0)
+                return r;
+        if (o->timeout_usec == 0)
+                o->timeout_usec = o->udp ? CLIENT_UDP_TIMEOUT_USEC : CLIENT_TCP_TIMEOUT_USEC;
+        return 0;
+}
