@@ -16,6 +16,7 @@
 void listeners_init(struct listeners *l) {
         memset(l, 0, sizeof(*l));
         l->control = -1;
+        l->connected = -1;
 }
 
 static int fd_make_nonblocking_cloexec(int fd) {
@@ -50,6 +51,10 @@ static int listen_take_fd(struct listeners *l, int fd) {
         }
         if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) > 0)
                 return listeners_add(l->tcp, &l->n_tcp, fd);
+        if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 0, 0) > 0 && l->connected < 0) {
+                l->connected = fd;
+                return 0;
+        }
         if (sd_is_socket_inet(fd, 0, SOCK_DGRAM, -1, 0) > 0)
                 return listeners_add(l->udp, &l->n_udp, fd);
         return -EBADMSG;
@@ -136,6 +141,8 @@ void listeners_close(struct listeners *l) {
                 close(l->udp[i]);
         if (l->control >= 0)
                 close(l->control);
+        if (l->connected >= 0)
+                close(l->connected);
         listeners_init(l);
 }
 

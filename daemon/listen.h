@@ -15,6 +15,7 @@ struct listeners {
         int udp[CONFIG_MAX_LISTEN];
         size_t n_udp;
         int control;            /* UNIX stream socket, -1 when none */
+        int connected;          /* inetd style (Accept=yes): one connection, -1 when none */
         bool activated;         /* passed by systemd: never bound or unlinked by us */
 };
 
@@ -22,7 +23,8 @@ void listeners_init(struct listeners *l);
 
 /* Takes the sockets systemd passed (LISTEN_FDS): TCP listening sockets, UDP
  * sockets and a UNIX stream socket for control, told apart by type (and
- * FileDescriptorName= "control" for the UNIX one).  Returns the number taken,
+ * FileDescriptorName= "control" for the UNIX one), or one connected TCP
+ * socket (a unit with Accept=yes).  Returns the number taken,
  * 0 when not socket activated, or -errno; on -EBADMSG, *what names the
  * offending descriptor. */
 int listen_activated(struct listeners *l, char *what, size_t len);

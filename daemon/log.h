@@ -65,6 +65,10 @@ struct client_event {
 
 void log_client(const struct client_event *ev);
 
+/* The TCP open or close entry of the connection in slot; the duration is
+ * counted up to now. */
+void log_conn(const struct conn_slot *slot, enum client_event_kind kind, enum close_reason reason);
+
 /* Emits "suppressed N client log entries" when any were.  Called once a
  * second from the main loop and at exit. */
 void log_flush_suppressed(void);

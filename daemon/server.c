@@ -12,6 +12,7 @@
 #include "duration.h"
 #include "log.h"
 #include "server.h"
+#include "tcp-blocking.h"
 
 /* Connection table size: the upper bound of max_connections. */
 #define SERVER_SLOTS 65536
@@ -291,7 +292,7 @@ static int server_start(struct server *s) {
         server_apply_live(s, &s->config);
 
         r = server_open_listeners(s);
-        if (r < 0)
+        if (r < 0 || s->listeners.connected >= 0)
                 return r;
         r = sd_event_default(&s->event);
         if (r < 0)
@@ -311,6 +312,36 @@ static int server_start(struct server *s) {
         return 0;
 }
 
+/* Accept=yes: systemd accepted the connection and started us for it alone
+ * (the lab's process per connection, done by systemd).  Serve it and exit. */
+static int server_serve_connection(struct server *s) {
+        int fd = s->listeners.connected;
+        union sockaddr_union peer;
+        socklen_t len = sizeof(peer);
+        struct conn_slot *slot;
+        enum close_reason reason;
+        sigset_t mask;
+
+        if (getpeername(fd, &peer.sa, &len) < 0)
+                return log_error_errno(errno, "Failed to get the address of the passed connection: %m");
+        slot = conn_slot_take(s->shared, &peer);
+        if (!slot)
+                return log_error_errno(EBUSY, "No room for the passed connection");
+
+        /* Nothing to drain for a single connection: a stop just ends it. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
+
+        sd_notify(false, "READY=1\nSTATUS=serving one connection");
+        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+        reason = tcp_serve_blocking(s->shared, slot, fd);
+        log_conn(slot, CLIENT_TCP_CLOSE, reason);
+        conn_slot_release(s->shared, slot);
+        return 0;
+}
+
 int server_run(const struct overrides *o, const struct config *c, const char *config_file) {
         struct server s = {
                 .config = *c,
@@ -323,7 +354,9 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         listeners_init(&s.listeners);
 
         r = server_start(&s);
-        if (r >= 0) {
+        if (r >= 0 && s.listeners.connected >= 0)
+                r = server_serve_connection(&s);
+        else if (r >= 0) {
                 server_log_started(&s);
                 server_update_status(&s);
                 sd_notify(false, "READY=1");

@@ -18,6 +18,9 @@
 #define IN_BUF 16384
 /* After ".", wait this long for the peer's EOF (see worker-event.c). */
 #define LINGER_USEC (2 * USEC_PER_SEC)
+/* On stop, a connection that has sent nothing yet may have its first request
+ * in flight: it gets this long to arrive. */
+#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
 
 struct blocking_conn {
         struct shared *sh;
@@ -74,6 +77,7 @@ static int conn_serve_input(struct blocking_conn *c) {
         uint64_t invalid = 0;
         ssize_t n = recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT);
         size_t out;
+        int r;
 
         if (n < 0)
                 return errno == EAGAIN || errno == EINTR ? -1 : CLOSE_ERROR;
@@ -82,9 +86,9 @@ static int conn_serve_input(struct blocking_conn *c) {
         if (invalid)
                 COUNTER_ADD(c->sh, invalid_utf8, invalid);
         conn_slot_traffic(c->sh, c->slot, n, 0, now_usec_monotonic());
-        n = conn_write_all(c, c->out, out);
-        if (n >= 0)
-                return n;
+        r = conn_write_all(c, c->out, out);
+        if (r >= 0)
+                return r;
         if (c->up.quit)
                 return CLOSE_QUIT;
         return c->eof ? CLOSE_EOF : -1;
@@ -110,6 +114,27 @@ static void conn_linger(struct blocking_conn *c) {
         }
 }
 
+/* Stopping: answer what the peer already sent (or, if it has sent nothing
+ * yet, what arrives within the grace), then close. */
+static enum close_reason conn_drain(struct blocking_conn *c) {
+        uint64_t until = now_usec_monotonic() + FIRST_REQUEST_GRACE_USEC;
+        int r;
+
+        while (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0) {
+                uint64_t now = now_usec_monotonic();
+
+                if (now >= until || atomic_load(&c->sh->aborting))
+                        return CLOSE_SHUTDOWN;
+                r = worker_wait(c->fd, POLLIN, until - now);
+                if (r > 0)
+                        break;
+                if (r != -EINTR)
+                        return CLOSE_SHUTDOWN;
+        }
+        r = conn_serve_input(c);
+        return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
+}
+
 static enum close_reason conn_loop(struct blocking_conn *c) {
         for (;;) {
                 uint64_t now = now_usec_monotonic();
@@ -119,11 +144,8 @@ static enum close_reason conn_loop(struct blocking_conn *c) {
 
                 if (atomic_load(&c->sh->aborting))
                         return CLOSE_SHUTDOWN;
-                if (atomic_load(&c->sh->stopping)) {
-                        /* Answer what the peer already sent, then close. */
-                        r = conn_serve_input(c);
-                        return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
-                }
+                if (atomic_load(&c->sh->stopping))
+                        return conn_drain(c);
                 if (left == 0)
                         return CLOSE_IDLE;
                 r = worker_wait(c->fd, POLLIN, left);

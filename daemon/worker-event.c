@@ -36,6 +36,9 @@
 /* Out of descriptors: stop accepting for this long. */
 #define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
 #define HEARTBEAT_USEC USEC_PER_SEC
+/* On stop, a connection that has sent nothing yet may have its first request
+ * in flight: it gets this long to arrive. */
+#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
 
 enum wake_flag {
         WAKE_TIMEOUTS = 1 << 0,
@@ -47,6 +50,7 @@ enum conn_queue {
         QUEUE_IDLE,             /* waiting for input */
         QUEUE_WRITE,            /* replies pending, peer not reading */
         QUEUE_LINGER,           /* "." seen, waiting for the peer's EOF */
+        QUEUE_GRACE,            /* stopping, waiting for a first request */
         _QUEUE_MAX,
 };
 
@@ -115,8 +119,10 @@ static uint64_t queue_timeout(struct loop *l, enum conn_queue q) {
                 return shared_timeout(l->shared, TIMEOUT_IDLE);
         case QUEUE_WRITE:
                 return shared_timeout(l->shared, TIMEOUT_WRITE);
-        default:
+        case QUEUE_LINGER:
                 return LINGER_USEC;
+        default:
+                return FIRST_REQUEST_GRACE_USEC;
         }
 }
 
@@ -191,26 +197,11 @@ static void loop_check_done(struct loop *l) {
         }
 }
 
-static void conn_log(const struct conn *c, enum client_event_kind kind, enum close_reason reason,
-                     uint64_t now) {
-        struct client_event ev = {
-                .kind = kind,
-                .peer = c->slot->peer,
-                .conn_id = atomic_load_explicit(&c->slot->id, memory_order_relaxed),
-                .bytes_in = atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed),
-                .bytes_out = atomic_load_explicit(&c->slot->bytes_out, memory_order_relaxed),
-                .duration_usec = now - c->slot->start_usec,
-                .reason = reason,
-        };
-
-        log_client(&ev);
-}
-
 static void conn_close(struct conn *c, enum close_reason reason) {
         struct loop *l = c->loop;
 
         atomic_store(&c->slot->close_reason, reason);
-        conn_log(c, CLIENT_TCP_CLOSE, reason, loop_now(l));
+        log_conn(c->slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(l->shared, c->slot);
         queue_unlink(c);
         sd_event_source_disable_unref(c->io);
@@ -376,7 +367,7 @@ static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
         upcase_init(&c->up, true);
         l->nconns++;
         queue_append(c, QUEUE_IDLE, now);
-        conn_log(c, CLIENT_TCP_OPEN, CLOSE_ERROR, now);
+        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
 }
 
 static void loop_set_accepting(struct loop *l, bool on) {
@@ -422,6 +413,7 @@ static void queue_expire(struct loop *l, enum conn_queue q, uint64_t now) {
                 [QUEUE_IDLE] = CLOSE_IDLE,
                 [QUEUE_WRITE] = CLOSE_WRITE,
                 [QUEUE_LINGER] = CLOSE_QUIT,
+                [QUEUE_GRACE] = CLOSE_SHUTDOWN,
         };
 
         while (queue_deadline(l, q) <= now)
@@ -471,7 +463,9 @@ static void loop_stop(struct loop *l) {
                 struct conn *c = l->queues[QUEUE_IDLE].head;
 
                 c->draining = true;
-                if (conn_read(c, now))
+                if (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0)
+                        conn_requeue(c, QUEUE_GRACE, now);
+                else if (conn_read(c, now))
                         conn_settle(c, now);
         }
         for (struct conn *c = l->queues[QUEUE_WRITE].head; c; c = c->next)

@@ -40,20 +40,6 @@ struct process_worker {
         unsigned n_children;
 };
 
-static void slot_log_close(const struct conn_slot *slot, enum close_reason reason) {
-        struct client_event ev = {
-                .kind = CLIENT_TCP_CLOSE,
-                .peer = slot->peer,
-                .conn_id = atomic_load(&slot->id),
-                .bytes_in = atomic_load(&slot->bytes_in),
-                .bytes_out = atomic_load(&slot->bytes_out),
-                .duration_usec = now_usec_monotonic() - slot->start_usec,
-                .reason = reason,
-        };
-
-        log_client(&ev);
-}
-
 static void child_free(struct child *c) {
         struct process_worker *w = c->worker;
 
@@ -83,7 +69,7 @@ static void child_done(struct child *c, int code, int status) {
                 reason = c->worker->server->stopping ? CLOSE_SHUTDOWN : CLOSE_ERROR;
                 atomic_store(&c->slot->close_reason, reason);
         }
-        slot_log_close(c->slot, reason);
+        log_conn(c->slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(sh, c->slot);
         child_free(c);
 }
@@ -146,7 +132,6 @@ static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot)
 
 static void conn_start(struct process_worker *w, int fd, const union sockaddr_union *peer) {
         struct shared *sh = w->server->shared;
-        struct client_event ev = { .kind = CLIENT_TCP_OPEN, .peer = *peer };
         struct conn_slot *slot;
         int r;
 
@@ -160,13 +145,12 @@ static void conn_start(struct process_worker *w, int fd, const union sockaddr_un
                 close(fd);
                 return;
         }
-        ev.conn_id = atomic_load(&slot->id);
-        log_client(&ev);
+        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
         r = child_spawn(w, fd, slot);
         close(fd);
         if (r < 0) {
                 log_warning_errno(r, "Failed to fork a worker process, closing the connection: %m");
-                slot_log_close(slot, CLOSE_ERROR);
+                log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
                 conn_slot_release(sh, slot);
         }
 }

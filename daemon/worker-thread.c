@@ -49,20 +49,6 @@ struct thread_conn {
         int fd;
 };
 
-static void slot_log(const struct conn_slot *slot, enum client_event_kind kind, enum close_reason reason) {
-        struct client_event ev = {
-                .kind = kind,
-                .peer = slot->peer,
-                .conn_id = atomic_load(&slot->id),
-                .bytes_in = atomic_load(&slot->bytes_in),
-                .bytes_out = atomic_load(&slot->bytes_out),
-                .duration_usec = now_usec_monotonic() - slot->start_usec,
-                .reason = reason,
-        };
-
-        log_client(&ev);
-}
-
 static void *conn_thread(void *userdata) {
         struct thread_conn *tc = userdata;
         struct thread_worker *w = tc->worker;
@@ -72,7 +58,7 @@ static void *conn_thread(void *userdata) {
         atomic_store(&tc->slot->pid, gettid());
         reason = tcp_serve_blocking(sh, tc->slot, tc->fd);
         close(tc->fd);
-        slot_log(tc->slot, CLIENT_TCP_CLOSE, reason);
+        log_conn(tc->slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(sh, tc->slot);
         free(tc);
         atomic_fetch_sub(&w->conn_threads, 1);
@@ -95,7 +81,7 @@ static void conn_start(struct thread_worker *w, int fd, const union sockaddr_uni
                 close(fd);
                 return;
         }
-        slot_log(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
         tc = malloc(sizeof(*tc));
         if (tc) {
                 *tc = (struct thread_conn) { .worker = w, .slot = slot, .fd = fd };
@@ -107,7 +93,7 @@ static void conn_start(struct thread_worker *w, int fd, const union sockaddr_uni
         }
         log_warning("Failed to start a thread for a connection, closing it");
         close(fd);
-        slot_log(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
+        log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
         conn_slot_release(sh, slot);
 }
 
