@@ -123,6 +123,8 @@ install: $(PROGRAMS)
 		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; \
 	done
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
 
 clean:
 	rm -rf build build-asan
