@@ -58,7 +58,7 @@ TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
 MANPAGES   := $(wildcard man/*.[1-8])
 
-.PHONY: all deps run check check-unit check-asan check-integration install clean
+.PHONY: all deps run check check-unit check-asan check-integration check-system install clean
 all: $(PROGRAMS) $(UNIT) $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -100,6 +100,12 @@ check: deps
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory check-system
+
+# The package on a real systemd in a container (needs root; skips without,
+# except under CI=true).
+check-system:
+	tests/system/run
 
 check-unit: $(UNIT)
 	CK_DEFAULT_TIMEOUT=60 $(UNIT)
