@@ -17,7 +17,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 
 BUILD      ?= build
 CC         ?= cc
-CFLAGS     ?= -O2 -g
+CFLAGS     ?= -O2 -g -D_FORTIFY_SOURCE=2
 WARNINGS   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
               -Wmissing-prototypes -Wstrict-prototypes
 ifneq ($(CI),)
@@ -90,9 +90,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 deps:
 	@sh tools/install-deps
 
+# The shipped configuration puts the control socket in /run/uppercased, which
+# only root may create; anyone else gets one in their runtime directory.
+RUN_CONTROL = $(if $(filter 0,$(shell id -u)),,--control $${XDG_RUNTIME_DIR:-/tmp/uppercased-$$(id -u)}/uppercased/control.sock)
+
 run: deps
 	@$(MAKE) --no-print-directory all
-	$(DAEMON) -c etc/uppercased.conf
+	$(DAEMON) -c etc/uppercased.conf $(RUN_CONTROL)
 
 # make check: every test, on a normal and on an ASan+UBSan build.
 check: deps

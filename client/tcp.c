@@ -77,8 +77,9 @@ static int pump_receive(struct pump *p) {
 }
 
 /* The server closed its end before taking all our input: it read a "."
- * line, and what follows it is not for it.  Not an error: the replies it
- * owes still arrive before its EOF. */
+ * line and what follows is not for it, or it refused us.  Not an error
+ * here: the replies it owes still arrive before its EOF, and
+ * pump_check_answered() tells a refusal from a "." once they have. */
 static void pump_drop_input(struct pump *p) {
         p->dropped = true;
         p->out_len = 0;

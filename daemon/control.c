@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,17 +367,30 @@ static int control_set_owner(const char *path, const char *group) {
         return chown(path, (uid_t) -1, gr->gr_gid) < 0 ? -errno : 0;
 }
 
+/* mkdir -p of the directory holding path. */
+static int mkdir_parents(const char *path, mode_t mode) {
+        char dir[sizeof(((struct sockaddr_un *) 0)->sun_path)];
+
+        snprintf(dir, sizeof(dir), "%s", path);
+        for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
+                *p = '\0';
+                if (mkdir(dir, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        return 0;
+}
+
 static int control_bind(struct control *c, const struct config *cfg) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char dir[sizeof(c->path)];
         mode_t old;
         int r;
 
         snprintf(c->path, sizeof(c->path), "%s", cfg->control_path);
         memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
-        snprintf(dir, sizeof(dir), "%s", c->path);
-        if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST)
-                return -errno;
+        r = mkdir_parents(c->path, 0755);
+        if (r < 0)
+                return r;
 
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
@@ -412,6 +424,13 @@ int control_start(struct server *s, struct control **ret, char *what, size_t len
                 return -ENOMEM;
         c->server = s;
         c->fd = s->listeners.control;
+        if (c->fd < 0 && s->listeners.activated) {
+                /* Socket activated: serve exactly what was passed. */
+                log_notice("No control socket was passed; uppercasectl cannot reach this instance");
+                free(c);
+                *ret = NULL;
+                return 0;
+        }
         if (c->fd < 0) {
                 r = control_bind(c, &s->config);
                 if (r < 0) {

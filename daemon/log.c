@@ -262,6 +262,10 @@ static void client_message(const struct client_event *ev, const char *host, unsi
         case CLIENT_TCP_OPEN:
                 field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u", host, port);
                 break;
+        case CLIENT_TCP_REJECTED:
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u rejected: connection limit reached",
+                             host, port);
+                break;
         case CLIENT_TCP_CLOSE:
                 field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u closed (%s): "
                              "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
@@ -290,6 +294,8 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
         field_printf(fields[n++], "REMOTE_ADDR=%s", host);
         field_printf(fields[n++], "REMOTE_PORT=%u", port);
         field_printf(fields[n++], "PROTOCOL=%s", protocol_name(ev->kind));
+        if (ev->kind == CLIENT_TCP_REJECTED)
+                return n;
         if (ev->kind != CLIENT_UDP)
                 field_printf(fields[n++], "CONNECTION_ID=%" PRIu64, ev->conn_id);
         if (ev->kind == CLIENT_TCP_OPEN)
@@ -371,6 +377,12 @@ void log_conn(const struct conn_slot *slot, enum client_event_kind kind, enum cl
                 .duration_usec = now_usec_monotonic() - slot->start_usec,
                 .reason = reason,
         };
+
+        log_client(&ev);
+}
+
+void log_rejected(const union sockaddr_union *peer) {
+        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = *peer };
 
         log_client(&ev);
 }

@@ -50,6 +50,7 @@ int log_errno(int priority, int err, const char *fmt, ...) __attribute__((format
 enum client_event_kind {
         CLIENT_TCP_OPEN,
         CLIENT_TCP_CLOSE,
+        CLIENT_TCP_REJECTED,           /* over max_connections or max_workers */
         CLIENT_UDP,
 };
 
@@ -64,6 +65,9 @@ struct client_event {
 };
 
 void log_client(const struct client_event *ev);
+
+/* A TCP connection closed at once because a limit was reached. */
+void log_rejected(const union sockaddr_union *peer);
 
 /* The TCP open or close entry of the connection in slot; the duration is
  * counted up to now. */

@@ -349,6 +349,7 @@ static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
         slot = conn_slot_take(l->shared, peer);
         if (!slot) {
                 close(fd);
+                log_rejected(peer);
                 return;
         }
         c = calloc(1, sizeof(*c));
@@ -478,7 +479,9 @@ static int loop_on_wake(sd_event_source *es, int fd, uint32_t revents, void *use
         uint64_t v;
         unsigned flags;
 
-        (void) read(fd, &v, sizeof(v));
+        /* Resets the eventfd; the flags say what happened. */
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_debug("Failed to read the wake-up event, ignoring: %s", strerror(errno));
         flags = atomic_exchange(&l->wake_flags, 0);
         if (flags & WAKE_ABORT) {
                 l->stopping = true;
@@ -497,7 +500,9 @@ static void loop_wake(struct loop *l, unsigned flag) {
         uint64_t one = 1;
 
         atomic_fetch_or(&l->wake_flags, flag);
-        (void) write(l->wake_fd, &one, sizeof(one));
+        /* EAGAIN: the counter is pending already, the loop wakes anyway. */
+        if (write(l->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_warning_errno(errno, "Failed to wake an event loop, ignoring: %m");
 }
 
 static void loop_free(struct loop *l) {

@@ -138,11 +138,13 @@ static void conn_start(struct process_worker *w, int fd, const union sockaddr_un
         if (w->n_children >= w->server->config.max_workers) {
                 COUNTER_ADD(sh, tcp_rejected, 1);
                 close(fd);
+                log_rejected(peer);
                 return;
         }
         slot = conn_slot_take(sh, peer);
         if (!slot) {
                 close(fd);
+                log_rejected(peer);
                 return;
         }
         log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);

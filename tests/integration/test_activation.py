@@ -289,3 +289,37 @@ def test_socket_activation_control_answers(daemon_factory):
     finally:
         c.close()
     assert data != b"", "no answer on the activated control socket"
+
+
+def test_activation_without_control_socket_binds_none(tmpdir_short):
+    """Passed only a TCP socket, the daemon serves it and creates no control
+    socket of its own (it binds nothing itself)."""
+    conf, port = good_config(tmpdir_short)
+    control = os.path.join(tmpdir_short, "control.sock")
+    p = free_port()
+    log = open(os.path.join(tmpdir_short, "stderr"), "w+")
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % p,
+                             BINARY, "-c", conf], stdout=log, stderr=log, env=env)
+    try:
+        reply = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and reply != b"CIAO":
+            try:
+                with socket.create_connection(("127.0.0.1", p), timeout=SOCK_TIMEOUT) as s:
+                    s.sendall(b"ciao")
+                    s.shutdown(socket.SHUT_WR)
+                    reply = s.recv(16)
+            except OSError:
+                time.sleep(0.1)
+        assert reply == b"CIAO"
+        log.seek(0)
+        text = log.read()
+        assert "No control socket was passed" in text, text
+        assert not os.path.exists(control)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()

@@ -167,7 +167,10 @@ def test_max_connections(daemon_factory, model):
     assert data == b""
     assert how in ("eof", "reset"), how
     assert time.monotonic() - t0 < 2.0
+    cport = c.getsockname()[1]
     c.close()
+    assert d.wait_log("tcp connection from 127.0.0.1 port %d rejected: connection limit reached" % cport,
+                      timeout=5), d.log()
     # The first two keep working.
     exchange(a, b"ancora uno\n")
     exchange(b, b"ancora due\n")

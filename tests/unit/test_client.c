@@ -435,6 +435,24 @@ START_TEST(test_quit_line) {
 }
 END_TEST
 
+START_TEST(test_begins_with_quit_line) {
+        ck_assert(client_begins_with_quit_line(".", 1, true));
+        ck_assert(client_begins_with_quit_line(".\n", 2, false));
+        ck_assert(client_begins_with_quit_line(".\nx", 3, false));
+        ck_assert(client_begins_with_quit_line(".\r\n", 3, false));
+        ck_assert(client_begins_with_quit_line(".\r", 2, true));
+        /* Not known yet: more may follow the dot. */
+        ck_assert(!client_begins_with_quit_line(".", 1, false));
+        ck_assert(!client_begins_with_quit_line(".\r", 2, false));
+        ck_assert(!client_begins_with_quit_line("", 0, true));
+        ck_assert(!client_begins_with_quit_line("..", 2, true));
+        ck_assert(!client_begins_with_quit_line(".x", 2, true));
+        ck_assert(!client_begins_with_quit_line(".\rx", 3, false));
+        ck_assert(!client_begins_with_quit_line("x.\n", 3, false));
+        ck_assert(!client_begins_with_quit_line("\n.\n", 3, false));
+}
+END_TEST
+
 START_TEST(test_count_newlines) {
         ck_assert_uint_eq(client_count_newlines("", 0), 0);
         ck_assert_uint_eq(client_count_newlines("abc", 3), 0);
@@ -565,6 +583,7 @@ Suite *client_suite(void) {
         tcase_add_loop_test(tc, test_split_line, 0, (int) N_ELEMENTS(split_cases));
         tcase_add_test(tc, test_split_line_binary);
         tcase_add_test(tc, test_quit_line);
+        tcase_add_test(tc, test_begins_with_quit_line);
         tcase_add_test(tc, test_count_newlines);
         suite_add_tcase(s, tc);
 

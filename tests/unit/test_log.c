@@ -137,6 +137,18 @@ START_TEST(test_fields_tcp_open_ipv4) {
 }
 END_TEST
 
+START_TEST(test_fields_tcp_rejected) {
+        struct client_event ev = event(CLIENT_TCP_REJECTED, AF_INET6, "::ffff:192.0.2.7");
+
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 rejected: connection limit reached",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp");
+}
+END_TEST
+
 START_TEST(test_fields_tcp_close_ipv6) {
         struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6, "2001:db8::1");
 
@@ -665,6 +677,7 @@ Suite *log_suite(void) {
         TCase *output = tcase_create("output");
 
         tcase_add_test(fields, test_fields_tcp_open_ipv4);
+        tcase_add_test(fields, test_fields_tcp_rejected);
         tcase_add_test(fields, test_fields_tcp_close_ipv6);
         tcase_add_test(fields, test_fields_tcp_close_mapped);
         tcase_add_test(fields, test_fields_tcp_open_ipv6_and_mapped);
