@@ -13,7 +13,6 @@ Every daemon started here is killed by its PID at teardown (and, for the
 process model, the children it had, by their PIDs).  Every wait is bounded.
 """
 
-import errno
 import os
 import re
 import shutil

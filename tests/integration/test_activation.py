@@ -2,7 +2,6 @@
 """Command line, start-up errors and socket activation."""
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (ASAN, BINARY, REPO, SOCK_TIMEOUT, Daemon, config_text,
+from conftest import (ASAN, BINARY, REPO, SOCK_TIMEOUT, config_text,
                       free_port, recv_exact, socket_ports)
 
 

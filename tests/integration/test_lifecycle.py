@@ -224,7 +224,6 @@ def test_stop_closes_idle_connections(daemon_factory, model):
     s = d.tcp_connect()
     port = s.getsockname()[1]
     exchange(s, b"ciao\n")
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     t0 = time.monotonic()
     d.send_signal(signal.SIGTERM)
     data, how = recv_until_eof(s, timeout=6)
@@ -236,7 +235,6 @@ def test_stop_closes_idle_connections(daemon_factory, model):
     c = d.wait_close(port, timeout=1)
     assert c is not None, d.log()
     assert c["reason"] == "shutdown", c["line"]
-    u.close()
     # Nothing listens any more.
     with pytest.raises(ConnectionRefusedError):
         d.tcp_connect().close()
@@ -461,7 +459,6 @@ def test_process_child_killed(daemon_factory):
     d = daemon_factory(model="process")
     before = set(d.children())
     s = d.tcp_connect()
-    port = s.getsockname()[1]
     exchange(s, b"ciao\n")
     kids = wait_children(d, lambda k: len(k - before) >= 1)
     new = kids - before

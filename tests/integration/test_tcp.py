@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, expect_open, recv_exact, recv_until_eof, upper
+from conftest import expect_open, recv_exact, recv_until_eof, upper
 
 
 # ---------------------------------------------------------------- seed clients
