@@ -330,6 +330,8 @@ class Daemon:
                     os.unlink(self.activate_control)
             if not os.path.exists(self.conf) or attempt > 0:
                 self.write_config()
+            if self._stderr_file is not None:
+                self._stderr_file.close()
             self._stderr_file = open(self.stderr_path, "ab")
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                          stdout=self._stderr_file, stderr=self._stderr_file,

@@ -396,8 +396,11 @@ def test_backlog_over_worker_limit_is_rejected(guide, daemon_factory, lab):
         assert A.wait() == 0
     finally:
         A.close()
-    opens = [l for l in d.log_lines() if l.startswith("tcp connection from") and "closed" not in l]
-    assert len(opens) == 1, d.log()         # no line for a rejected connection
+    lines = [l for l in d.log_lines() if l.startswith("tcp connection from")]
+    rejected = [l for l in lines if l.endswith("rejected: connection limit reached")]
+    opens = [l for l in lines if "closed" not in l and l not in rejected]
+    assert len(opens) == 1, d.log()
+    assert len(rejected) == 2, d.log()      # one line for each rejected client
 
 
 def test_backlog_queue_of_a_frozen_server(guide, daemon_factory, lab):
