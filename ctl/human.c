@@ -75,7 +75,7 @@ static const struct {
         { "pid",              "PID" },
         { "model",            "Worker model" },
         { "uptime_seconds",   "Uptime" },
-        { "protocol",         "Control protocol" },
+        { "control_protocol", "Control protocol" },
         { "threads",          "Threads" },
         { "state",            "State" },
         { "config",           "Configuration" },

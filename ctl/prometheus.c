@@ -46,7 +46,7 @@ static const struct metric metrics[] = {
         { "workers_died", "uppercased_workers_died_total", "counter", NULL,
           "Worker processes that were killed." },
         { "log.suppressed", "uppercased_log_suppressed_total", "counter", NULL,
-          "Client log entries dropped by the rate limit." },
+          "Client log entries suppressed by the rate limit (counted and summarised)." },
         { "timeouts.", "uppercased_timeout_seconds", "gauge", "name",
           "Timeouts in force, in seconds; 0 is off." },
 };

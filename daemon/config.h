@@ -13,7 +13,10 @@
 #include "addr.h"
 #include "shared.h"
 
-#define CONFIG_DEFAULT_PATH "/etc/uppercased/uppercased.conf"
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/uppercased/uppercased.conf"
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_ERR_MAX 512
 

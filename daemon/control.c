@@ -83,7 +83,7 @@ static void cmd_status(struct server *s, struct textbuf *out) {
         char buf[128];
 
         reply_common(s, out);
-        textbuf_printf(out, "protocol %d\n", CONTROL_PROTOCOL_VERSION);
+        textbuf_printf(out, "control_protocol %d\n", CONTROL_PROTOCOL_VERSION);
         textbuf_printf(out, "threads %u\nstate %s\nconfig %s\nsocket_activated %s\nconnections %u\n",
                       s->config.threads, s->stopping ? "stopping" : "running",
                       s->config_file[0] ? s->config_file : "(built-in defaults)",

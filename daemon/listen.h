@@ -22,8 +22,8 @@ struct listeners {
 void listeners_init(struct listeners *l);
 
 /* Takes the sockets systemd passed (LISTEN_FDS): TCP listening sockets, UDP
- * sockets and a UNIX stream socket for control, told apart by type (and
- * FileDescriptorName= "control" for the UNIX one), or one connected TCP
+ * sockets and a UNIX stream socket for control, told apart by their type
+ * (FileDescriptorName= is not needed), or one connected TCP
  * socket (a unit with Accept=yes).  Returns the number taken,
  * 0 when not socket activated, or -errno; on -EBADMSG, *what names the
  * offending descriptor. */

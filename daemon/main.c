@@ -74,6 +74,16 @@ static int parse_threads(const char *arg, unsigned *ret) {
         return 0;
 }
 
+static int parse_control_path(const char *arg, const char **ret) {
+        if (arg[0] != '/')
+                return usage_error("control socket path '%s' is not absolute", arg);
+        if (strlen(arg) >= sizeof(((struct config *) NULL)->control_path))
+                return usage_error("control socket path '%s' is too long (at most %zu bytes)", arg,
+                                   sizeof(((struct config *) NULL)->control_path) - 1);
+        *ret = arg;
+        return 0;
+}
+
 /* Returns 1 to run, 0 to exit successfully, -EINVAL on a usage error. */
 static int parse_argv(int argc, char *argv[], struct overrides *o, bool *check, bool *debug) {
         enum { OPT_TCP = 0x100, OPT_UDP, OPT_CONTROL };
@@ -112,7 +122,7 @@ static int parse_argv(int argc, char *argv[], struct overrides *o, bool *check, 
                         r = parse_addr_option(optarg, o->udp, &o->n_udp, &o->udp_given);
                         break;
                 case OPT_CONTROL:
-                        o->control_path = optarg;
+                        r = parse_control_path(optarg, &o->control_path);
                         break;
                 case 'n':
                         *check = true;
