@@ -1,15 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* The event model: -t N loops, each a thread with its own sd-event loop,
- * all accepting from the same listening sockets and reading the same UDP
+/* The event model: -t N loops, each a thread with its own epoll loop, all
+ * accepting from the same listening sockets and reading the same UDP
  * sockets.  Connections are non-blocking; a connection whose peer does not
  * read stops being read (backpressure) and keeps at most one buffer of
  * replies.
  *
+ * These loops use epoll directly rather than sd-event: sd-event dispatches
+ * one event per iteration and polls the kernel again before each, which
+ * costs one epoll_wait() per request and, with level-triggered sockets, a
+ * re-poll of every ready connection each time.  Measured with 64 ping-pong
+ * connections: one epoll_wait() per request (strace -c) and 16-21 us of CPU
+ * per request against 6 us for a plain epoll loop, which this one matches.
+ * The main loop (signals, control socket, watchdog, child processes) stays
+ * on sd-event.
+ *
  * Timeouts cost no timer per connection: each loop keeps its connections in
  * FIFO queues, one per kind of deadline (idle, blocked on write, lingering
- * after "."), and since every connection in a queue has the same timeout,
- * the head of each queue is the next to expire.  One timer per loop is armed
- * for the earliest head. */
+ * after ".", grace for a first request on stop), and since every connection
+ * in a queue has the same timeout, the head of each queue is the next to
+ * expire.  The loop sleeps until the earliest head. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,6 +37,7 @@
 #include "upcase.h"
 
 #define IN_BUF 16384
+#define EVENTS_MAX 256
 #define ACCEPT_BUDGET 16
 /* After ".", wait this long for the peer's EOF before closing, so that
  * closing with unread input does not reset the connection and destroy the
@@ -35,6 +45,7 @@
 #define LINGER_USEC (2 * USEC_PER_SEC)
 /* Out of descriptors: stop accepting for this long. */
 #define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
+/* A loop wakes at least this often, to show the watchdog it is alive. */
 #define HEARTBEAT_USEC USEC_PER_SEC
 /* On stop, a connection that has sent nothing yet may have its first request
  * in flight: it gets this long to arrive. */
@@ -54,16 +65,30 @@ enum conn_queue {
         _QUEUE_MAX,
 };
 
+/* What an epoll event points at: the first member of each watched object. */
+enum watch_kind {
+        WATCH_CONN,
+        WATCH_ACCEPT,
+        WATCH_UDP,
+        WATCH_WAKE,
+};
+
+struct watch {
+        enum watch_kind kind;
+        int fd;
+};
+
 struct loop;
 
 struct conn {
+        struct watch watch;
         struct loop *loop;
         struct conn *prev, *next;
         enum conn_queue queue;
         uint64_t since;                 /* entered its queue, CLOCK_MONOTONIC */
-        sd_event_source *io;
+        uint32_t events;                /* what epoll watches for */
         struct conn_slot *slot;
-        int fd;
+        bool closed;                    /* freed after the current batch */
         bool eof;                       /* the peer closed its side */
         bool draining;                  /* graceful stop: finish and close */
         struct upcase up;
@@ -80,21 +105,22 @@ struct loop {
         struct shared *shared;
         pthread_t thread;
         bool thread_started;
-        sd_event *event;
-        int wake_fd;
+        int epfd;
+        struct watch wake;
         atomic_uint wake_flags;
         atomic_uint_fast64_t heartbeat;
         atomic_bool done;
-        sd_event_source *wake, *timer, *tick;
-        sd_event_source *accept_src[CONFIG_MAX_LISTEN];
+        bool running;
+        struct watch accept[CONFIG_MAX_LISTEN];
         size_t n_accept;
-        sd_event_source *udp_src[CONFIG_MAX_LISTEN];
+        struct watch udp_watch[CONFIG_MAX_LISTEN];
         size_t n_udp;
         struct udp_batch *udp;
         struct conn_list queues[_QUEUE_MAX];
+        struct conn *dead;              /* closed during this batch */
         unsigned nconns;
         bool stopping;
-        uint64_t timer_at;              /* UINT64_MAX: timer off */
+        uint64_t now;                   /* CLOCK_MONOTONIC, once per batch */
         uint64_t accept_paused_until;   /* 0: accepting */
         uint8_t in[IN_BUF];
         uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
@@ -104,14 +130,6 @@ struct event_worker {
         unsigned n;
         struct loop *loops[];
 };
-
-static uint64_t loop_now(struct loop *l) {
-        uint64_t now;
-
-        if (sd_event_now(l->event, CLOCK_MONOTONIC, &now) < 0)
-                now = now_usec_monotonic();
-        return now;
-}
 
 static uint64_t queue_timeout(struct loop *l, enum conn_queue q) {
         switch (q) {
@@ -135,25 +153,21 @@ static uint64_t queue_deadline(struct loop *l, enum conn_queue q) {
         return l->queues[q].head->since + t;
 }
 
-static void loop_arm_timer(struct loop *l, bool recompute) {
-        uint64_t at = l->accept_paused_until ? l->accept_paused_until : UINT64_MAX;
+/* How long epoll_wait() may sleep: until the earliest deadline, at most a
+ * heartbeat; in milliseconds, rounded up so that it never wakes early. */
+static int loop_sleep_msec(struct loop *l) {
+        uint64_t at = l->now + HEARTBEAT_USEC;
 
+        if (l->accept_paused_until && l->accept_paused_until < at)
+                at = l->accept_paused_until;
         for (int q = 0; q < _QUEUE_MAX; q++) {
                 uint64_t d = queue_deadline(l, q);
                 if (d < at)
                         at = d;
         }
-        /* Deadlines only move later as connections are touched, so a timer
-         * that fires early just re-arms; only an earlier deadline needs it
-         * set now, unless the timeouts themselves changed. */
-        if (!recompute && at >= l->timer_at)
-                return;
-        l->timer_at = at;
-        if (at == UINT64_MAX) {
-                sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-                return;
-        }
-        timer_rearm(l->timer, at);
+        if (at <= l->now)
+                return 0;
+        return (int) ((at - l->now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
 }
 
 static void queue_unlink(struct conn *c) {
@@ -182,7 +196,6 @@ static void queue_append(struct conn *c, enum conn_queue q, uint64_t now) {
         else
                 list->head = c;
         list->tail = c;
-        loop_arm_timer(c->loop, false);
 }
 
 static void conn_requeue(struct conn *c, enum conn_queue q, uint64_t now) {
@@ -190,10 +203,19 @@ static void conn_requeue(struct conn *c, enum conn_queue q, uint64_t now) {
         queue_append(c, q, now);
 }
 
+static void conn_set_events(struct conn *c, uint32_t events) {
+        struct epoll_event ev = { .events = events, .data.ptr = &c->watch };
+
+        if (c->events == events)
+                return;
+        c->events = events;
+        (void) epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->watch.fd, &ev);
+}
+
 static void loop_check_done(struct loop *l) {
         if (l->stopping && l->nconns == 0 && !atomic_load(&l->done)) {
                 atomic_store(&l->done, true);
-                sd_event_exit(l->event, 0);
+                l->running = false;
         }
 }
 
@@ -204,12 +226,25 @@ static void conn_close(struct conn *c, enum close_reason reason) {
         log_conn(c->slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(l->shared, c->slot);
         queue_unlink(c);
-        sd_event_source_disable_unref(c->io);
-        close(c->fd);
+        /* Closing the descriptor also takes it out of the epoll set. */
+        close(c->watch.fd);
         free(c->pending);
-        free(c);
+        c->pending = NULL;
+        /* Other events of this batch may still point at it. */
+        c->closed = true;
+        c->next = l->dead;
+        l->dead = c;
         l->nconns--;
         loop_check_done(l);
+}
+
+static void loop_free_dead(struct loop *l) {
+        while (l->dead) {
+                struct conn *c = l->dead;
+
+                l->dead = c->next;
+                free(c);
+        }
 }
 
 /* Sends buf; keeps what the peer cannot take yet.  Returns -errno on a
@@ -218,7 +253,7 @@ static int conn_send(struct conn *c, const uint8_t *buf, size_t len, uint64_t no
         ssize_t n = 0;
 
         while (len > 0) {
-                n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                n = send(c->watch.fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno != EAGAIN)
@@ -245,8 +280,8 @@ static void conn_finish(struct conn *c, uint64_t now) {
         if (c->up.quit && !c->eof) {
                 /* Tell the peer we are done, then read and discard until its
                  * EOF so that our close does not reset the connection. */
-                shutdown(c->fd, SHUT_WR);
-                sd_event_source_set_io_events(c->io, EPOLLIN);
+                shutdown(c->watch.fd, SHUT_WR);
+                conn_set_events(c, EPOLLIN);
                 conn_requeue(c, QUEUE_LINGER, now);
                 return;
         }
@@ -257,7 +292,7 @@ static void conn_finish(struct conn *c, uint64_t now) {
  * finish, or wait for more input. */
 static void conn_settle(struct conn *c, uint64_t now) {
         if (c->pending) {
-                sd_event_source_set_io_events(c->io, EPOLLOUT);
+                conn_set_events(c, EPOLLOUT);
                 if (c->queue != QUEUE_WRITE)
                         conn_requeue(c, QUEUE_WRITE, now);
                 return;
@@ -266,7 +301,7 @@ static void conn_settle(struct conn *c, uint64_t now) {
                 conn_finish(c, now);
                 return;
         }
-        sd_event_source_set_io_events(c->io, EPOLLIN);
+        conn_set_events(c, EPOLLIN);
         conn_requeue(c, QUEUE_IDLE, now);
 }
 
@@ -278,7 +313,7 @@ static bool conn_read(struct conn *c, uint64_t now) {
         ssize_t n;
         int r;
 
-        n = recv(c->fd, l->in, sizeof(l->in), MSG_DONTWAIT);
+        n = recv(c->watch.fd, l->in, sizeof(l->in), MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return true;
         if (n < 0) {
@@ -304,7 +339,7 @@ static bool conn_read(struct conn *c, uint64_t now) {
 }
 
 static bool conn_flush(struct conn *c, uint64_t now) {
-        ssize_t n = send(c->fd, c->pending + c->pending_off, c->pending_len - c->pending_off,
+        ssize_t n = send(c->watch.fd, c->pending + c->pending_off, c->pending_len - c->pending_off,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -326,22 +361,20 @@ static bool conn_flush(struct conn *c, uint64_t now) {
         return true;
 }
 
-static int conn_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        struct conn *c = userdata;
-        uint64_t now = loop_now(c->loop);
+static void conn_on_io(struct conn *c) {
+        uint64_t now = c->loop->now;
 
         if (c->pending) {
                 if (!conn_flush(c, now))
-                        return 0;
+                        return;
         } else if (!conn_read(c, now))
-                return 0;
+                return;
         if (c->queue != QUEUE_LINGER)
                 conn_settle(c, now);
-        return 0;
 }
 
 static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
-        uint64_t now = loop_now(l);
+        struct epoll_event ev = { .events = EPOLLIN };
         struct conn_slot *slot;
         struct conn *c;
         int one = 1;
@@ -353,32 +386,47 @@ static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
                 return;
         }
         c = calloc(1, sizeof(*c));
-        if (!c || sd_event_add_io(l->event, &c->io, fd, EPOLLIN, conn_on_io, c) < 0) {
+        if (c) {
+                *c = (struct conn) {
+                        .watch = { WATCH_CONN, fd },
+                        .loop = l,
+                        .slot = slot,
+                        .events = EPOLLIN,
+                };
+                ev.data.ptr = &c->watch;
+        }
+        if (!c || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
                 free(c);
                 atomic_store(&slot->close_reason, CLOSE_ERROR);
+                log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
                 conn_slot_release(l->shared, slot);
                 close(fd);
                 return;
         }
         /* Replies go out as soon as input arrives, byte by byte if need be. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->loop = l;
-        c->fd = fd;
-        c->slot = slot;
         upcase_init(&c->up, true);
         l->nconns++;
-        queue_append(c, QUEUE_IDLE, now);
+        queue_append(c, QUEUE_IDLE, l->now);
         log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
 }
 
-static void loop_set_accepting(struct loop *l, bool on) {
-        for (size_t i = 0; i < l->n_accept; i++)
-                sd_event_source_set_enabled(l->accept_src[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+static int loop_watch(struct loop *l, struct watch *w, enum watch_kind kind, int fd) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+        *w = (struct watch) { kind, fd };
+        return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-static int loop_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        struct loop *l = userdata;
+static void loop_set_accepting(struct loop *l, bool on) {
+        for (size_t i = 0; i < l->n_accept; i++) {
+                struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = &l->accept[i] };
 
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->accept[i].fd, &ev);
+        }
+}
+
+static void loop_on_accept(struct loop *l, int fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
@@ -389,27 +437,23 @@ static int loop_on_accept(sd_event_source *es, int fd, uint32_t revents, void *u
                         continue;
                 }
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* Retrying at once would spin: pause, the timer resumes. */
+                        /* Retrying at once would spin: pause, the loop resumes. */
                         log_warning_errno(errno, "Failed to accept a connection, pausing accepts: %m");
-                        l->accept_paused_until = loop_now(l) + ACCEPT_PAUSE_USEC;
+                        l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
                         loop_set_accepting(l, false);
-                        loop_arm_timer(l, false);
                 }
                 break;
         }
-        return 0;
 }
 
-static int loop_on_udp(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        struct loop *l = userdata;
+static void loop_on_udp(struct loop *l, int fd) {
         int r = udp_serve(l->udp, fd);
 
         if (r < 0)
                 log_debug("UDP receive failed, ignoring: %s", strerror(-r));
-        return 0;
 }
 
-static void queue_expire(struct loop *l, enum conn_queue q, uint64_t now) {
+static void queue_expire(struct loop *l, enum conn_queue q) {
         static const enum close_reason reasons[_QUEUE_MAX] = {
                 [QUEUE_IDLE] = CLOSE_IDLE,
                 [QUEUE_WRITE] = CLOSE_WRITE,
@@ -417,31 +461,18 @@ static void queue_expire(struct loop *l, enum conn_queue q, uint64_t now) {
                 [QUEUE_GRACE] = CLOSE_SHUTDOWN,
         };
 
-        while (queue_deadline(l, q) <= now)
+        while (queue_deadline(l, q) <= l->now)
                 conn_close(l->queues[q].head, reasons[q]);
 }
 
-static int loop_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
-        struct loop *l = userdata;
-        uint64_t now = loop_now(l);
-
+static void loop_run_timers(struct loop *l) {
         for (int q = 0; q < _QUEUE_MAX; q++)
-                queue_expire(l, q, now);
-        if (l->accept_paused_until && l->accept_paused_until <= now) {
+                queue_expire(l, q);
+        if (l->accept_paused_until && l->accept_paused_until <= l->now) {
                 l->accept_paused_until = 0;
                 if (!l->stopping)
                         loop_set_accepting(l, true);
         }
-        l->timer_at = UINT64_MAX;
-        loop_arm_timer(l, true);
-        return 0;
-}
-
-static int loop_on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
-        struct loop *l = userdata;
-
-        atomic_store(&l->heartbeat, usec);
-        return timer_rearm(es, usec + HEARTBEAT_USEC);
 }
 
 static void loop_close_all(struct loop *l, enum close_reason reason) {
@@ -451,12 +482,10 @@ static void loop_close_all(struct loop *l, enum close_reason reason) {
 }
 
 static void loop_stop(struct loop *l) {
-        uint64_t now = loop_now(l);
-
         l->stopping = true;
         loop_set_accepting(l, false);
         for (size_t i = 0; i < l->n_udp; i++)
-                sd_event_source_set_enabled(l->udp_src[i], SD_EVENT_OFF);
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->udp_watch[i].fd, NULL);
 
         /* Answer what the peers already sent, then close.  Connections
          * waiting on their peer finish when it has read its replies. */
@@ -465,35 +494,78 @@ static void loop_stop(struct loop *l) {
 
                 c->draining = true;
                 if (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0)
-                        conn_requeue(c, QUEUE_GRACE, now);
-                else if (conn_read(c, now))
-                        conn_settle(c, now);
+                        conn_requeue(c, QUEUE_GRACE, l->now);
+                else if (conn_read(c, l->now))
+                        conn_settle(c, l->now);
         }
         for (struct conn *c = l->queues[QUEUE_WRITE].head; c; c = c->next)
                 c->draining = true;
         loop_check_done(l);
 }
 
-static int loop_on_wake(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        struct loop *l = userdata;
+static void loop_on_wake(struct loop *l) {
         uint64_t v;
         unsigned flags;
 
         /* Resets the eventfd; the flags say what happened. */
-        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        if (read(l->wake.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_debug("Failed to read the wake-up event, ignoring: %s", strerror(errno));
         flags = atomic_exchange(&l->wake_flags, 0);
         if (flags & WAKE_ABORT) {
                 l->stopping = true;
                 loop_close_all(l, CLOSE_SHUTDOWN);
                 atomic_store(&l->done, true);
-                return sd_event_exit(l->event, 0);
+                l->running = false;
+                return;
         }
         if ((flags & WAKE_STOP) && !l->stopping)
                 loop_stop(l);
-        if (flags & WAKE_TIMEOUTS)
-                loop_arm_timer(l, true);
-        return 0;
+        /* WAKE_TIMEOUTS needs nothing more: the next sleep is computed from
+         * the live timeouts. */
+}
+
+static void loop_dispatch(struct loop *l, struct watch *w) {
+        switch (w->kind) {
+        case WATCH_CONN: {
+                struct conn *c = (struct conn *) w;
+
+                if (!c->closed)
+                        conn_on_io(c);
+                break;
+        }
+        case WATCH_ACCEPT:
+                if (!l->stopping && !l->accept_paused_until)
+                        loop_on_accept(l, w->fd);
+                break;
+        case WATCH_UDP:
+                if (!l->stopping)
+                        loop_on_udp(l, w->fd);
+                break;
+        case WATCH_WAKE:
+                loop_on_wake(l);
+                break;
+        }
+}
+
+static void *loop_run(void *userdata) {
+        struct loop *l = userdata;
+        struct epoll_event events[EVENTS_MAX];
+
+        while (l->running) {
+                int n = epoll_wait(l->epfd, events, EVENTS_MAX, loop_sleep_msec(l));
+
+                if (n < 0 && errno != EINTR) {
+                        log_error_errno(errno, "Event loop failed: %m");
+                        break;
+                }
+                l->now = now_usec_monotonic();
+                atomic_store_explicit(&l->heartbeat, l->now, memory_order_relaxed);
+                for (int i = 0; i < n && l->running; i++)
+                        loop_dispatch(l, events[i].data.ptr);
+                loop_run_timers(l);
+                loop_free_dead(l);
+        }
+        return NULL;
 }
 
 static void loop_wake(struct loop *l, unsigned flag) {
@@ -501,7 +573,7 @@ static void loop_wake(struct loop *l, unsigned flag) {
 
         atomic_fetch_or(&l->wake_flags, flag);
         /* EAGAIN: the counter is pending already, the loop wakes anyway. */
-        if (write(l->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        if (write(l->wake.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
                 log_warning_errno(errno, "Failed to wake an event loop, ignoring: %m");
 }
 
@@ -509,45 +581,31 @@ static void loop_free(struct loop *l) {
         if (!l)
                 return;
         loop_close_all(l, CLOSE_SHUTDOWN);
-        for (size_t i = 0; i < l->n_accept; i++)
-                sd_event_source_disable_unref(l->accept_src[i]);
-        for (size_t i = 0; i < l->n_udp; i++)
-                sd_event_source_disable_unref(l->udp_src[i]);
-        sd_event_source_disable_unref(l->wake);
-        sd_event_source_disable_unref(l->timer);
-        sd_event_source_disable_unref(l->tick);
-        sd_event_unref(l->event);
-        if (l->wake_fd >= 0)
-                close(l->wake_fd);
+        loop_free_dead(l);
+        if (l->epfd >= 0)
+                close(l->epfd);
+        if (l->wake.fd >= 0)
+                close(l->wake.fd);
         udp_batch_free(l->udp);
         free(l);
 }
 
-static int loop_add_sources(struct loop *l, const struct listeners *ls) {
-        uint64_t now = now_usec_monotonic();
+static int loop_add_watches(struct loop *l, const struct listeners *ls) {
         int r;
 
         for (size_t i = 0; i < ls->n_tcp; i++) {
-                r = sd_event_add_io(l->event, &l->accept_src[l->n_accept], ls->tcp[i], EPOLLIN,
-                                    loop_on_accept, l);
+                r = loop_watch(l, &l->accept[l->n_accept], WATCH_ACCEPT, ls->tcp[i]);
                 if (r < 0)
                         return r;
                 l->n_accept++;
         }
         for (size_t i = 0; i < ls->n_udp; i++) {
-                r = sd_event_add_io(l->event, &l->udp_src[l->n_udp], ls->udp[i], EPOLLIN, loop_on_udp, l);
+                r = loop_watch(l, &l->udp_watch[l->n_udp], WATCH_UDP, ls->udp[i]);
                 if (r < 0)
                         return r;
                 l->n_udp++;
         }
-        r = sd_event_add_io(l->event, &l->wake, l->wake_fd, EPOLLIN, loop_on_wake, l);
-        if (r < 0)
-                return r;
-        r = sd_event_add_time(l->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, loop_on_timer, l);
-        if (r < 0)
-                return r;
-        sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-        return sd_event_add_time(l->event, &l->tick, CLOCK_MONOTONIC, now, 0, loop_on_tick, l);
+        return loop_watch(l, &l->wake, WATCH_WAKE, l->wake.fd);
 }
 
 static int loop_new(struct server *s, struct loop **ret) {
@@ -556,22 +614,22 @@ static int loop_new(struct server *s, struct loop **ret) {
 
         if (!l)
                 return -ENOMEM;
+        l->epfd = l->wake.fd = -1;
         l->server = s;
         l->shared = s->shared;
-        l->timer_at = UINT64_MAX;
-        atomic_store(&l->heartbeat, now_usec_monotonic());
-        l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (l->wake_fd < 0) {
+        l->running = true;
+        l->now = now_usec_monotonic();
+        atomic_store(&l->heartbeat, l->now);
+        l->epfd = epoll_create1(EPOLL_CLOEXEC);
+        l->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (l->epfd < 0 || l->wake.fd < 0) {
                 r = -errno;
                 goto fail;
         }
         r = udp_batch_new(s->shared, &l->udp);
         if (r < 0)
                 goto fail;
-        r = sd_event_new(&l->event);
-        if (r < 0)
-                goto fail;
-        r = loop_add_sources(l, &s->listeners);
+        r = loop_add_watches(l, &s->listeners);
         if (r < 0)
                 goto fail;
         *ret = l;
@@ -579,15 +637,6 @@ static int loop_new(struct server *s, struct loop **ret) {
 fail:
         loop_free(l);
         return r;
-}
-
-static void *loop_run(void *userdata) {
-        struct loop *l = userdata;
-        int r = sd_event_loop(l->event);
-
-        if (r < 0)
-                log_error_errno(r, "Event loop failed: %m");
-        return NULL;
 }
 
 static int event_start(struct server *s) {
