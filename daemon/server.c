@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -328,6 +329,9 @@ static int server_serve_connection(struct server *s) {
         if (!slot)
                 return log_error_errno(EBUSY, "No room for the passed connection");
 
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+                return log_error_errno(errno, "Failed to make the passed connection non-blocking: %m");
+
         /* Nothing to drain for a single connection: a stop just ends it. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -397,9 +401,12 @@ int server_block_signals(void) {
 }
 
 int worker_wait(int fd, short events, uint64_t timeout_usec) {
+        /* The thread's mask without SIGUSR1, computed once per thread: the
+         * mask never changes after the worker starts. */
+        static __thread sigset_t wait_mask;
+        static __thread bool wait_mask_set;
         struct pollfd p = { .fd = fd, .events = events };
         struct timespec ts, *tsp = NULL;
-        sigset_t mask;
         int r;
 
         if (timeout_usec != UINT64_MAX) {
@@ -407,9 +414,12 @@ int worker_wait(int fd, short events, uint64_t timeout_usec) {
                 ts.tv_nsec = (timeout_usec % USEC_PER_SEC) * 1000;
                 tsp = &ts;
         }
-        pthread_sigmask(SIG_SETMASK, NULL, &mask);
-        sigdelset(&mask, SIGUSR1);
-        r = ppoll(&p, 1, tsp, &mask);
+        if (!wait_mask_set) {
+                pthread_sigmask(SIG_SETMASK, NULL, &wait_mask);
+                sigdelset(&wait_mask, SIGUSR1);
+                wait_mask_set = true;
+        }
+        r = ppoll(&p, 1, tsp, &wait_mask);
         if (r < 0)
                 return -errno;
         return r == 0 ? 0 : p.revents;

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -165,10 +164,13 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
         int one = 1;
 
         if (c) {
-                *c = (struct blocking_conn) { .sh = sh, .slot = slot, .fd = fd };
+                /* Field by field: a compound literal would zero the buffers. */
+                c->sh = sh;
+                c->slot = slot;
+                c->fd = fd;
+                c->eof = false;
                 upcase_init(&c->up, true);
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
                 reason = conn_loop(c);
                 if (reason == CLOSE_QUIT)
                         conn_linger(c);

@@ -9,7 +9,8 @@
 
 #include "shared.h"
 
-/* Allocates the connection's buffers; -ENOMEM closes it as an error. */
+/* fd must be non-blocking (all waiting is done in worker_wait()).
+ * Allocates the connection's buffers; -ENOMEM closes it as an error. */
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd);
 
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a

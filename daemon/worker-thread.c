@@ -105,7 +105,7 @@ static int thread_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
-                int cfd = accept4(fd, &peer.sa, &len, SOCK_CLOEXEC);
+                int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (cfd < 0)
                         break;
