@@ -13,6 +13,8 @@
 
 #include "listen.h"
 
+#define UDP_RECEIVE_BUFFER (4 * 1024 * 1024)
+
 void listeners_init(struct listeners *l) {
         memset(l, 0, sizeof(*l));
         l->control = -1;
@@ -84,6 +86,17 @@ int listen_activated(struct listeners *l, char *what, size_t len) {
         return n;
 }
 
+/* Datagrams that arrive while the buffer is full are lost: give UDP room for
+ * bursts (the .socket unit says ReceiveBuffer= for the same reason).  Past
+ * net.core.rmem_max only root can go (SO_RCVBUFFORCE); otherwise the kernel
+ * caps it, which is fine. */
+static void socket_grow_receive_buffer(int fd) {
+        int size = UDP_RECEIVE_BUFFER;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+                (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 static int socket_bind(const struct addr *a, int type, int backlog) {
         int fd, one = 1, zero = 0;
 
@@ -96,6 +109,8 @@ static int socket_bind(const struct addr *a, int type, int backlog) {
         if (a->sa.sa.sa_family == AF_INET6 &&
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
                 goto fail;
+        if (type == SOCK_DGRAM)
+                socket_grow_receive_buffer(fd);
         if (bind(fd, &a->sa.sa, a->len) < 0)
                 goto fail;
         if (type == SOCK_STREAM && listen(fd, backlog) < 0)

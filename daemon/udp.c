@@ -9,7 +9,7 @@
 #include "udp.h"
 #include "upcase.h"
 
-#define UDP_BATCH 16
+#define UDP_BATCH 32
 /* Largest datagram we read; anything longer is cut by the kernel (MSG_TRUNC). */
 #define UDP_RECV_MAX 65536
 /* Replies are transformed straight into this arena; when the next one might
