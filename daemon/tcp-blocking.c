@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "log.h"
 #include "server.h"
 #include "tcp-blocking.h"
 #include "upcase.h"
 
 #define IN_BUF 16384
+#define ACCEPT_BUDGET 16
 /* After ".", wait this long for the peer's EOF (see worker-event.c). */
 #define LINGER_USEC (2 * USEC_PER_SEC)
 /* On stop, a connection that has sent nothing yet may have its first request
@@ -178,6 +180,34 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
         }
         atomic_store(&slot->close_reason, reason);
         return reason;
+}
+
+static void tcp_admit(const struct tcp_acceptor *a, int fd, const union sockaddr_union *peer) {
+        struct conn_slot *slot = NULL;
+
+        if (a->workers(a->userdata) < a->max_workers)
+                slot = conn_slot_take(a->shared, peer);
+        else
+                COUNTER_ADD(a->shared, tcp_rejected, 1);
+        if (!slot) {
+                close(fd);
+                log_rejected(peer);
+                return;
+        }
+        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+        a->start(a->userdata, fd, slot);
+}
+
+void tcp_accept_all(const struct tcp_acceptor *a, int listen_fd) {
+        for (int i = 0; i < ACCEPT_BUDGET; i++) {
+                union sockaddr_union peer;
+                socklen_t len = sizeof(peer);
+                int fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (fd < 0)
+                        break;
+                tcp_admit(a, fd, &peer);
+        }
 }
 
 void tcp_kick_all(struct shared *sh, bool threads) {

@@ -13,6 +13,20 @@
  * Allocates the connection's buffers; -ENOMEM closes it as an error. */
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd);
 
+/* How the thread and process models take connections from a listening
+ * socket: up to a budget per call, each admitted under max_connections and
+ * max_workers (a connection over a limit is closed at once, counted and
+ * logged), logged as opened, then handed to start(). */
+struct tcp_acceptor {
+        struct shared *shared;
+        unsigned max_workers;
+        unsigned (*workers)(void *userdata);   /* serving now */
+        void (*start)(void *userdata, int fd, struct conn_slot *slot);
+        void *userdata;
+};
+
+void tcp_accept_all(const struct tcp_acceptor *a, int listen_fd);
+
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a
  * process id or, in the thread model, a thread id). */
 void tcp_kick_all(struct shared *sh, bool threads);

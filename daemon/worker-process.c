@@ -24,7 +24,6 @@
 #include "tcp-blocking.h"
 #include "udp.h"
 
-#define ACCEPT_BUDGET 16
 
 struct child {
         struct process_worker *worker;
@@ -145,45 +144,36 @@ static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot)
         return 0;
 }
 
-static void conn_start(struct process_worker *w, int fd, const union sockaddr_union *peer) {
-        struct shared *sh = w->server->shared;
-        struct conn_slot *slot;
-        int r;
+static unsigned process_workers(void *userdata) {
+        struct process_worker *w = userdata;
 
-        if (w->n_children >= w->server->config.max_workers) {
-                COUNTER_ADD(sh, tcp_rejected, 1);
-                close(fd);
-                log_rejected(peer);
-                return;
-        }
-        slot = conn_slot_take(sh, peer);
-        if (!slot) {
-                close(fd);
-                log_rejected(peer);
-                return;
-        }
-        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
-        r = child_spawn(w, fd, slot);
+        return w->n_children;
+}
+
+static void process_start_conn(void *userdata, int fd, struct conn_slot *slot) {
+        struct process_worker *w = userdata;
+        int r = child_spawn(w, fd, slot);
+
+        /* The child has its own copy of the connection. */
         close(fd);
         if (r < 0) {
                 log_warning_errno(r, "Failed to fork a worker process, closing the connection: %m");
                 log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
-                conn_slot_release(sh, slot);
+                conn_slot_release(w->server->shared, slot);
         }
 }
 
 static int process_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         struct process_worker *w = userdata;
+        struct tcp_acceptor a = {
+                .shared = w->server->shared,
+                .max_workers = w->server->config.max_workers,
+                .workers = process_workers,
+                .start = process_start_conn,
+                .userdata = w,
+        };
 
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                union sockaddr_union peer;
-                socklen_t len = sizeof(peer);
-                int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-                if (cfd < 0)
-                        break;
-                conn_start(w, cfd, &peer);
-        }
+        tcp_accept_all(&a, fd);
         return 0;
 }
 

@@ -22,7 +22,6 @@
 
 /* Buffers live on the heap, so connection threads need little stack. */
 #define THREAD_STACK (64 * 1024)
-#define ACCEPT_BUDGET 16
 #define FINISH_WAIT_USEC USEC_PER_SEC
 
 struct udp_thread {
@@ -65,26 +64,17 @@ static void *conn_thread(void *userdata) {
         return NULL;
 }
 
-static void conn_start(struct thread_worker *w, int fd, const union sockaddr_union *peer) {
-        struct shared *sh = w->server->shared;
-        struct thread_conn *tc;
-        struct conn_slot *slot;
+static unsigned thread_workers(void *userdata) {
+        struct thread_worker *w = userdata;
+
+        return atomic_load(&w->conn_threads);
+}
+
+static void thread_start_conn(void *userdata, int fd, struct conn_slot *slot) {
+        struct thread_worker *w = userdata;
+        struct thread_conn *tc = malloc(sizeof(*tc));
         pthread_t thread;
 
-        if (atomic_load(&w->conn_threads) >= w->server->config.max_workers) {
-                COUNTER_ADD(sh, tcp_rejected, 1);
-                close(fd);
-                log_rejected(peer);
-                return;
-        }
-        slot = conn_slot_take(sh, peer);
-        if (!slot) {
-                close(fd);
-                log_rejected(peer);
-                return;
-        }
-        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
-        tc = malloc(sizeof(*tc));
         if (tc) {
                 *tc = (struct thread_conn) { .worker = w, .slot = slot, .fd = fd };
                 atomic_fetch_add(&w->conn_threads, 1);
@@ -96,21 +86,20 @@ static void conn_start(struct thread_worker *w, int fd, const union sockaddr_uni
         log_warning("Failed to start a thread for a connection, closing it");
         close(fd);
         log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
-        conn_slot_release(sh, slot);
+        conn_slot_release(w->server->shared, slot);
 }
 
 static int thread_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         struct thread_worker *w = userdata;
+        struct tcp_acceptor a = {
+                .shared = w->server->shared,
+                .max_workers = w->server->config.max_workers,
+                .workers = thread_workers,
+                .start = thread_start_conn,
+                .userdata = w,
+        };
 
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                union sockaddr_union peer;
-                socklen_t len = sizeof(peer);
-                int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-                if (cfd < 0)
-                        break;
-                conn_start(w, cfd, &peer);
-        }
+        tcp_accept_all(&a, fd);
         return 0;
 }
 
