@@ -86,6 +86,26 @@ $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# transform table: daemon/upcase.c maps non-ASCII text through a table that
+# tools/gen-case-table.c builds from the libunistring on the build machine
+# (CC_FOR_BUILD when cross-compiling); build/bench/transform measures it.
+CC_FOR_BUILD ?= $(CC)
+CASE_TABLE   := $(BUILD)/gen/case-table.h
+TRANSFORM    := $(BUILD)/bench/transform
+all: $(TRANSFORM)
+$(BUILD)/tools/gen-case-table: tools/gen-case-table.c
+	@mkdir -p $(@D)
+	$(CC_FOR_BUILD) -std=gnu11 -O2 $(WARNINGS) -o $@ $< \
+	    $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
+$(CASE_TABLE): $(BUILD)/tools/gen-case-table
+	@mkdir -p $(@D)
+	$< $@
+$(BUILD)/daemon/upcase.o: ALL_CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/daemon/upcase.o: $(CASE_TABLE)
+$(TRANSFORM): $(BUILD)/bench/transform.o $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# end transform table
+
 # Debian packages the build and the tests need; installed when missing.
 deps:
 	@sh tools/install-deps
@@ -138,5 +158,16 @@ install: $(PROGRAMS)
 
 clean:
 	rm -rf build build-asan
+
+# bench/: the load generator and the reference echo servers (libc and
+# pthread only); "make bench" runs the whole matrix, bench/run (see bench/README.md).
+BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
+all: $(BENCH_BIN)
+$(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+.PHONY: bench
+bench: all
+	@sh bench/install-deps
+	bench/run
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

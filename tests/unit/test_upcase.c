@@ -12,8 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unicase.h>
+#include <unistr.h>
+
 #include "suites.h"
 #include "upcase.h"
+#include "upcase-internal.h"
+
+/* Runs the statement after it once with each set of vector kernels this
+ * build and CPU have, then goes back to the one the daemon would use. */
+#define FOR_EACH_ISA(isa_)                                                   \
+        for (enum upcase_isa isa_ = 0, _saved = upcase_get_isa();           \
+             isa_ <= _UPCASE_ISA_MAX; isa_++)                                \
+                if (isa_ == _UPCASE_ISA_MAX)                                 \
+                        upcase_set_isa(_saved);                              \
+                else if (upcase_set_isa(isa_))
 
 /* Output of feeding one input in pieces. */
 struct fed {
@@ -88,14 +101,17 @@ static void expect_fed(const struct want *w, struct fed *f, const char *how) {
         hex((const uint8_t *) w->in, w->n, inp, sizeof(inp));
         hex(f->out, f->len, got, sizeof(got));
         hex((const uint8_t *) w->out, w->len, exp, sizeof(exp));
-        ck_assert_msg(same, "input [%s] fed %s: got [%s], want [%s]",
-                      inp, how, got, exp);
+        const char *isa = upcase_isa_name(upcase_get_isa());
+
+        ck_assert_msg(same, "input [%s] fed %s (%s): got [%s], want [%s]",
+                      inp, how, isa, got, exp);
         ck_assert_msg(f->invalid == w->invalid,
-                      "input [%s] fed %s: %llu invalid bytes, want %llu", inp,
-                      how, (unsigned long long) f->invalid,
+                      "input [%s] fed %s (%s): %llu invalid bytes, want %llu",
+                      inp, how, isa, (unsigned long long) f->invalid,
                       (unsigned long long) w->invalid);
-        ck_assert_msg(f->quit == w->quit, "input [%s] fed %s: quit %d, want %d",
-                      inp, how, f->quit, w->quit);
+        ck_assert_msg(f->quit == w->quit,
+                      "input [%s] fed %s (%s): quit %d, want %d",
+                      inp, how, isa, f->quit, w->quit);
         fed_free(f);
 }
 
@@ -124,8 +140,7 @@ static void expect_bytewise(const struct want *w) {
         free(cuts);
 }
 
-/* Checks w for every way of feeding it this file tries. */
-static void expect_all_splits(const struct want *w) {
+static void expect_all_splits_isa(const struct want *w) {
         expect_cut(w, NULL, 0, false);
         expect_cut(w, NULL, 0, true);
         for (size_t i = 0; i <= w->n; i++)
@@ -145,6 +160,13 @@ static void expect_all_splits(const struct want *w) {
                 struct fed f = { .out = buf, .len = len, .invalid = invalid };
                 expect_fed(w, &f, "to upcase_buf");
         }
+}
+
+/* Checks w for every way of feeding it this file tries, with every set
+ * of kernels. */
+static void expect_all_splits(const struct want *w) {
+        FOR_EACH_ISA(isa)
+                expect_all_splits_isa(w);
 }
 
 /* String literals, embedded NULs allowed. */
@@ -539,6 +561,362 @@ START_TEST(test_random_splits) {
 }
 END_TEST
 
+/* The kernels can be chosen, and the build has the ones it should. */
+START_TEST(test_isa) {
+        enum upcase_isa saved = upcase_get_isa();
+
+        ck_assert_int_lt(saved, _UPCASE_ISA_MAX);
+        ck_assert(upcase_set_isa(UPCASE_ISA_PORTABLE));
+        ck_assert_int_eq(upcase_get_isa(), UPCASE_ISA_PORTABLE);
+#if defined(__x86_64__) && defined(__SSE2__)     /* as in upcase.c */
+        ck_assert(upcase_set_isa(UPCASE_ISA_SSE2));
+        ck_assert_int_ne(saved, UPCASE_ISA_PORTABLE);
+#else
+        ck_assert(!upcase_set_isa(UPCASE_ISA_SSE2));
+#endif
+        ck_assert(!upcase_set_isa(_UPCASE_ISA_MAX));
+        ck_assert_str_eq(upcase_isa_name(UPCASE_ISA_AVX2), "avx2");
+        ck_assert_str_eq(upcase_isa_name(_UPCASE_ISA_MAX), "?");
+        ck_assert(upcase_set_isa(saved));
+}
+END_TEST
+
+/* Characters at the edges of what the case table and the decoder
+ * distinguish: encoding lengths, 256-code-point blocks with and without
+ * mappings, mappings into another block or another length, the longest
+ * expansions and the shrinking ones. */
+START_TEST(test_table_edges) {
+        /* First and last of each encoding length, around surrogates. */
+        EXPECT("\xc2\x80\xdf\xbf", "\xc2\x80\xdf\xbf", 0);             /* U+0080 U+07FF */
+        EXPECT("\xe0\xa0\x80\xef\xbf\xbf", "\xe0\xa0\x80\xef\xbf\xbf", 0); /* U+0800 U+FFFF */
+        EXPECT("\xed\x9f\xbf\xee\x80\x80", "\xed\x9f\xbf\xee\x80\x80", 0); /* U+D7FF U+E000 */
+        EXPECT("\xf0\x90\x80\x80\xf4\x8f\xbf\xbf",
+               "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", 0);                  /* U+10000 U+10FFFF */
+
+        /* Latin-1 and the block after it: ÿ maps to U+0178, one block
+         * up; µ to Greek Μ; × and ÷ are not letters. */
+        EXPECT("àáâãäåæçèéêëìíîïðñòóôõöøùúûüýþ",
+               "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞ", 0);
+        EXPECT("×÷ÿµ", "×÷ŸΜ", 0);
+        EXPECT("\xc4\x80\xc4\x81\xc7\xbf\xc8\x80\xc8\x81",
+               "\xc4\x80\xc4\x80\xc7\xbe\xc8\x80\xc8\x80", 0);         /* U+0100 U+0101 U+01FF U+0200 U+0201 */
+        EXPECT("ɐɑɒ", "ⱯⱭⱰ", 0);                                        /* 2 bytes -> 3 bytes */
+        EXPECT("ⱥⱦ", "ȺȾ", 0);                                           /* 3 bytes -> 2 bytes */
+        EXPECT("ıſ", "IS", 0);                                           /* 2 bytes -> 1 byte */
+        EXPECT("ﬀﬆ", "FFST", 0);                                         /* 3 bytes -> 2 */
+        EXPECT("ﬓﬗ", "ՄՆՄԽ", 0);                                         /* 3 bytes -> 4 */
+        EXPECT("\u1f80\u1faf", "\u1f08\u0399\u1f6f\u0399", 0);       /* 3 bytes -> 5 */
+        EXPECT("ʼn", "ʼN", 0);
+
+        /* Every 6-byte result (14, the largest), 2 -> 6 and 3 -> 6 bytes. */
+        EXPECT("\u0390\u03b0\u1f52\u1f54\u1f56\u1fb7\u1fc7\u1fd2\u1fd3\u1fd7\u1fe2\u1fe3",
+               "\u0399\u0308\u0301\u03a5\u0308\u0301\u03a5\u0313\u0300\u03a5\u0313\u0301"
+               "\u03a5\u0313\u0342\u0391\u0342\u0399\u0397\u0342\u0399\u0399\u0308\u0300"
+               "\u0399\u0308\u0301\u0399\u0308\u0342\u03a5\u0308\u0300\u03a5\u0308\u0301", 0);
+        EXPECT("\u1fe7\u1ff7", "\u03a5\u0308\u0342\u03a9\u0342\u0399", 0);
+
+        /* Cyrillic, Armenian, Georgian Mtavruli, Cherokee, fullwidth. */
+        EXPECT("яёѐџѣ", "ЯЁЀЏѢ", 0);
+        EXPECT("աֆև", "ԱՖԵՒ", 0);
+        EXPECT("ა", "Ა", 0);
+        EXPECT("ꭰꮿ", "ᎠᏯ", 0);
+        EXPECT("ａｚ", "ＡＺ", 0);
+        EXPECT("ⓐⓩ", "ⒶⓏ", 0);
+
+        /* Four-byte letters: Deseret, Osage, Vithkuqi, Old Hungarian,
+         * Warang Citi, Medefaidrin, Adlam; and unmapped neighbours. */
+        EXPECT("\xf0\x90\x90\xa8\xf0\x90\x91\x8f", "\xf0\x90\x90\x80\xf0\x90\x90\xa7", 0);
+        EXPECT("\xf0\x90\x93\x98\xf0\x90\x93\xbb", "\xf0\x90\x92\xb0\xf0\x90\x93\x93", 0);
+        EXPECT("\xf0\x90\x96\x97", "\xf0\x90\x95\xb0", 0);
+        EXPECT("\xf0\x90\xb3\x80\xf0\x90\xb3\xb2", "\xf0\x90\xb2\x80\xf0\x90\xb2\xb2", 0);
+        EXPECT("\xf0\x91\xa3\x80\xf0\x91\xa3\x9f", "\xf0\x91\xa2\xa0\xf0\x91\xa2\xbf", 0);
+        EXPECT("\xf0\x96\xb9\xa0\xf0\x96\xb9\xbf", "\xf0\x96\xb9\x80\xf0\x96\xb9\x9f", 0);
+        EXPECT("\xf0\x9e\xa4\xa2\xf0\x9e\xa5\x83", "\xf0\x9e\xa4\x80\xf0\x9e\xa4\xa1", 0);
+        EXPECT("\xf0\x9e\xa5\x84\xf0\x9d\x90\x9a", "\xf0\x9e\xa5\x84\xf0\x9d\x90\x9a", 0);
+
+        /* Mapped characters back to back, cut anywhere, then ASCII. */
+        EXPECT("\ufb03\u00df\u0390\U0001e922z", "FFISS\u0399\u0308\u0301\U0001e900Z", 0);
+}
+END_TEST
+
+/* A buffer of every scalar value, each followed by "\n" (as in the
+ * integration test), and its length. */
+static uint8_t *every_scalar(size_t *len) {
+        uint8_t *buf = malloc(0x110000 * 5);
+        size_t n = 0;
+
+        ck_assert_ptr_nonnull(buf);
+        for (uint32_t cp = 0; cp < 0x110000; cp++) {
+                if (cp >= 0xd800 && cp <= 0xdfff)
+                        continue;
+                /* No ck_assert() in loops this long: each one writes
+                 * to Check's pipe. */
+                int k = u8_uctomb(buf + n, cp, 4);
+                if (k <= 0)
+                        ck_abort_msg("u8_uctomb(U+%04X) failed", (unsigned) cp);
+                n += (size_t) k;
+                buf[n++] = '\n';
+        }
+        *len = n;
+        return buf;
+}
+
+/* The table says what libunistring says, for every scalar value, with
+ * every set of kernels, mapped in one go and a piece at a time. */
+START_TEST(test_every_scalar_libunistring) {
+        size_t n, want_len;
+        uint8_t *in = every_scalar(&n);
+        uint8_t *want = u8_toupper(in, n, NULL, NULL, NULL, &want_len);
+        uint8_t *out = malloc(UPCASE_OUT_MAX(n));
+
+        ck_assert_ptr_nonnull(want);
+        ck_assert_ptr_nonnull(out);
+        FOR_EACH_ISA(isa) {
+                uint64_t invalid = 0;
+                size_t len = upcase_buf(in, n, out, &invalid);
+                ck_assert_msg(len == want_len && memcmp(out, want, len) == 0,
+                              "%s: every scalar value differs from u8_toupper()",
+                              upcase_isa_name(isa));
+                ck_assert_uint_eq(invalid, 0);
+
+                /* Pieces of 1 to 13 bytes: tails held back and completed. */
+                struct upcase u;
+                size_t pos = 0, got = 0;
+                upcase_init(&u, false);
+                for (size_t piece = 1; pos < n; piece = piece % 13 + 1) {
+                        size_t k = piece < n - pos ? piece : n - pos;
+                        got += upcase_feed(&u, in + pos, k, pos + k == n,
+                                           out + got, &invalid);
+                        pos += k;
+                }
+                ck_assert_msg(got == want_len && memcmp(out, want, got) == 0,
+                              "%s: every scalar value in pieces differs",
+                              upcase_isa_name(isa));
+        }
+        free(in);
+        free(want);
+        free(out);
+}
+END_TEST
+
+/* Strings dense in mapped, special-cased and combining characters map
+ * as libunistring maps them whole: the table's assumption that upper-
+ * casing is context free, checked on the library the tests run with. */
+START_TEST(test_context_free) {
+        static const char *const pieces[] = {
+                "i", "I", "j", "ı", "İ", "\xcc\x87", "\xcc\x88", "\xcc\x81",
+                "\xcd\x82", "\xcd\x85", "σ", "ς", "Σ", "ß", "ΐ", "ᾷ", "ﬃ",
+                "ŉ", "ǰ", "ǅ", "á", "ὒ", " ", ".", "\n", "a", "\xf0\x9e\xa4\xa2",
+        };
+        uint32_t rng = 0x1234567u;
+        uint8_t in[256], out[UPCASE_OUT_MAX(256)];
+
+        for (int round = 0; round < 3000; round++) {
+                size_t n = 0;
+                while (n < sizeof(in) - 8 && rng_next(&rng) % 40) {
+                        const char *p = pieces[rng_next(&rng) %
+                                (sizeof(pieces) / sizeof(pieces[0]))];
+                        memcpy(in + n, p, strlen(p));
+                        n += strlen(p);
+                }
+                size_t want_len;
+                uint8_t *want = u8_toupper(in, n, NULL, NULL, NULL, &want_len);
+                ck_assert_ptr_nonnull(want);
+                FOR_EACH_ISA(isa) {
+                        uint64_t invalid = 0;
+                        size_t len = upcase_buf(in, n, out, &invalid);
+                        if (len != want_len || memcmp(out, want, len) != 0)
+                                ck_abort_msg("%s: round %d differs from u8_toupper()",
+                                             upcase_isa_name(isa), round);
+                }
+                free(want);
+        }
+}
+END_TEST
+
+/* ASCII at in[0..n) that passes every byte value below 0x80, and so the
+ * edges of 'a'..'z', through every lane of the vectors. */
+static void fill_ascii(uint8_t *in, uint8_t *want, size_t n, size_t seed) {
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = (uint8_t) ((i * 37 + seed * 11) % 128);
+                in[i] = c;
+                want[i] = c >= 'a' && c <= 'z' ? (uint8_t) (c - 32) : c;
+        }
+}
+
+/* The ASCII kernels at every alignment of the input (the output's moves
+ * with it) and every length up to 130, with nothing else or with one
+ * non-ASCII thing at each position.  Input and output end exactly where
+ * the call may read and write, so ASan catches a kernel going past.  An
+ * invalid byte goes through all of that; the other kinds through fewer
+ * alignments, to keep the test quick under ASan. */
+START_TEST(test_kernels_every_length) {
+        static const struct {
+                const char *in, *out;
+                size_t n, len;
+                uint64_t invalid;
+        } specials[] = {
+                { "", "", 0, 0, 0 },                    /* ASCII only */
+                { "\xff", "\xff", 1, 1, 1 },
+                { "\x80", "\x80", 1, 1, 1 },
+                { "é", "É", 2, 2, 0 },
+                { "\u0390", "\u0399\u0308\u0301", 2, 6, 0 },
+                { "€", "€", 3, 3, 0 },
+                { "\xf0\x9e\xa4\xa2", "\xf0\x9e\xa4\x80", 4, 4, 0 },
+                { "\xe2\x82", "\xe2\x82", 2, 2, 2 },   /* incomplete */
+        };
+        enum { MAX = 130, ALIGN = 32 };
+        uint8_t want[3 * MAX + 16];
+
+        FOR_EACH_ISA(isa)
+        for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++)
+        for (size_t align = 0; align < ALIGN; align += k == 1 ? 1 : 5)
+        for (size_t n = specials[k].n; n <= MAX; n++) {
+                size_t sn = specials[k].n, slen = specials[k].len;
+                size_t out_align = (align * 7) % ALIGN;
+                uint8_t *inbuf = malloc(align + n);
+                uint8_t *outbuf = malloc(out_align + UPCASE_OUT_MAX(n));
+                ck_assert_ptr_nonnull(inbuf);
+                ck_assert_ptr_nonnull(outbuf);
+                uint8_t *in = inbuf + align, *out = outbuf + out_align;
+
+                for (size_t pos = 0; pos + sn <= n; pos++) {
+                        fill_ascii(in, want, pos, n + pos);
+                        memcpy(in + pos, specials[k].in, sn);
+                        memcpy(want + pos, specials[k].out, slen);
+                        fill_ascii(in + pos + sn, want + pos + slen,
+                                   n - pos - sn, n + pos + 1);
+
+                        uint64_t invalid = 0;
+                        size_t len = upcase_buf(in, n, out, &invalid);
+                        if (len != n - sn + slen || memcmp(out, want, len) != 0 ||
+                            invalid != specials[k].invalid)
+                                ck_abort_msg("%s: align %zu, length %zu, "
+                                             "special %zu at %zu",
+                                             upcase_isa_name(isa), align, n, k, pos);
+                        if (sn == 0)
+                                break;  /* nothing to move */
+                }
+                free(inbuf);
+                free(outbuf);
+        }
+}
+END_TEST
+
+/* The "." line finders at every alignment (up to 32), length up to 130
+ * and position of the line; and dots that do not begin a line, which
+ * must not stop the stream. */
+START_TEST(test_dot_line_every_position) {
+        enum { MAX = 130 };
+        uint8_t want[MAX + 1];
+
+        FOR_EACH_ISA(isa)
+        for (size_t align = 0; align < 32; align++)
+        for (size_t n = 1; n <= MAX; n++) {
+                uint8_t *inbuf = malloc(align + n);
+                uint8_t *out = malloc(UPCASE_OUT_MAX(n));
+                ck_assert_ptr_nonnull(inbuf);
+                ck_assert_ptr_nonnull(out);
+                uint8_t *in = inbuf + align;
+
+                for (size_t pos = 0; pos < n; pos++) {
+                        /* Lines of 7 bytes, no "." anywhere... */
+                        for (size_t i = 0; i < n; i++) {
+                                in[i] = i % 7 == 6 ? '\n' : (uint8_t) ('a' + (i + pos) % 26);
+                                want[i] = in[i] == '\n' ? '\n' : (uint8_t) (in[i] - 32);
+                        }
+                        /* ...but for a "." line at pos, ended by "\n" or
+                         * EOF. */
+                        if (pos > 0)
+                                in[pos - 1] = want[pos - 1] = '\n';
+                        in[pos] = '.';
+                        if (pos + 1 < n)
+                                in[pos + 1] = '\n';
+
+                        struct upcase u;
+                        uint64_t invalid = 0;
+                        upcase_init(&u, true);
+                        size_t len = upcase_feed(&u, in, n, true, out, &invalid);
+                        if (!u.quit || len != pos || memcmp(out, want, len) != 0)
+                                ck_abort_msg("%s: align %zu, length %zu, "
+                                             "\".\" line at %zu",
+                                             upcase_isa_name(isa), align, n, pos);
+
+                        /* Not a "." line: ".x"... */
+                        if (pos + 1 < n) {
+                                in[pos + 1] = 'x';
+                                want[pos] = '.';
+                                want[pos + 1] = 'X';
+                                upcase_init(&u, true);
+                                len = upcase_feed(&u, in, n, false, out, &invalid);
+                                if (u.quit || len != n || memcmp(out, want, n) != 0)
+                                        ck_abort_msg("%s: align %zu, length %zu, "
+                                                     "\".x\" at %zu",
+                                                     upcase_isa_name(isa), align, n, pos);
+                        }
+                        /* ...or a "." in mid-line. */
+                        if (pos > 0) {
+                                in[pos - 1] = want[pos - 1] = ' ';
+                                in[pos] = want[pos] = '.';
+                                if (pos + 1 < n)
+                                        in[pos + 1] = want[pos + 1] = '\n';
+                                upcase_init(&u, true);
+                                len = upcase_feed(&u, in, n, true, out, &invalid);
+                                if (u.quit || len != n || memcmp(out, want, n) != 0)
+                                        ck_abort_msg("%s: align %zu, length %zu, "
+                                                     "\" .\" at %zu",
+                                                     upcase_isa_name(isa), align, n, pos);
+                        }
+                        if (invalid != 0)
+                                ck_abort_msg("invalid bytes in ASCII");
+                }
+                free(inbuf);
+                free(out);
+        }
+}
+END_TEST
+
+/* Many "." lines candidates and short lines in one feed: each line is
+ * mapped, the first real "." line stops the stream. */
+START_TEST(test_dot_line_many_lines) {
+        enum { LINES = 3000 };
+        uint8_t *in = malloc(LINES * 4 + 3), *out = malloc(UPCASE_OUT_MAX(LINES * 4 + 3));
+        uint8_t *want = malloc(LINES * 4);
+
+        ck_assert_ptr_nonnull(in);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(want);
+        for (size_t i = 0; i < LINES; i++) {
+                memcpy(in + 4 * i, i % 3 ? "ab\n" "." : ".x\n" "c", 4);
+                memcpy(want + 4 * i, i % 3 ? "AB\n" "." : ".X\n" "C", 4);
+        }
+        /* The "." that begins each line is followed by another letter,
+         * so only the very last one, followed by "\n", quits. */
+        for (size_t i = 0; i + 1 < LINES; i++)
+                if (in[4 * i + 3] == '.') {
+                        in[4 * i + 4] = '.';
+                        want[4 * i + 4] = '.';
+                }
+        memcpy(in + 4 * LINES, "..\n", 3);
+        FOR_EACH_ISA(isa) {
+                struct upcase u;
+                uint64_t invalid = 0;
+                upcase_init(&u, true);
+                size_t len = upcase_feed(&u, in, LINES * 4 + 3, false, out, &invalid);
+                ck_assert(!u.quit);
+                ck_assert_uint_eq(len, LINES * 4 + 3);
+                ck_assert_mem_eq(out, want, LINES * 4);
+                ck_assert_mem_eq(out + LINES * 4, "..\n", 3);
+                ck_assert_uint_eq(upcase_feed(&u, (const uint8_t *) ".\n", 2, false,
+                                              out, &invalid), 0);
+                ck_assert(u.quit);
+        }
+        free(in);
+        free(out);
+        free(want);
+}
+END_TEST
+
 Suite *upcase_suite(void) {
         Suite *s = suite_create("upcase");
         TCase *tc = tcase_create("core");
@@ -563,5 +941,19 @@ Suite *upcase_suite(void) {
         tcase_add_test(tc, test_cut_invalid);
         tcase_add_test(tc, test_random_splits);
         suite_add_tcase(s, tc);
+
+        /* The case table and the vector kernels, against libunistring
+         * and at every alignment: more work than the rest, hence more
+         * time (an ASan build is several times slower). */
+        TCase *tk = tcase_create("table and kernels");
+        tcase_set_timeout(tk, 120);
+        tcase_add_test(tk, test_isa);
+        tcase_add_test(tk, test_table_edges);
+        tcase_add_test(tk, test_every_scalar_libunistring);
+        tcase_add_test(tk, test_context_free);
+        tcase_add_test(tk, test_kernels_every_length);
+        tcase_add_test(tk, test_dot_line_every_position);
+        tcase_add_test(tk, test_dot_line_many_lines);
+        suite_add_tcase(s, tk);
         return s;
 }

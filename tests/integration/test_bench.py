@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: MIT
+"""Smoke test of the benchmark tools (bench/, built by `make all`): a short
+uppercase-bench run in every mode against the real daemon (event model),
+and against echo-ref with --echo.  Every reply is verified by the tool;
+here we check it found no error, did some work, and that --json parses."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import ASAN, BUILD, Daemon, free_port
+
+BENCH = os.path.join(BUILD, "bench", "uppercase-bench")
+ECHO = os.path.join(BUILD, "bench", "echo-ref")
+RUN_TIMEOUT = 30
+
+
+def bench(port, *args, pid=None):
+    """Runs uppercase-bench --json; returns (exit status, parsed JSON, stderr)."""
+    if not os.access(BENCH, os.X_OK):
+        pytest.fail("%s not built (make all builds it)" % BENCH)
+    cmd = [BENCH] + list(args) + ["-P", str(port), "--json", "-q"]
+    if pid is not None:
+        cmd += ["--server-pid", str(pid)]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    out = p.stdout.decode()
+    assert out.strip(), "no output from %s; stderr: %s" % (cmd, p.stderr.decode())
+    return p.returncode, json.loads(out), p.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def event_daemon():
+    d = Daemon(model="event", rate=100, burst=200)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+        rep = d.sanitizer_report()
+        if rep is None:
+            shutil.rmtree(d.dir, ignore_errors=True)
+        else:
+            pytest.fail("sanitizer report in the daemon's stderr:\n" + rep, pytrace=False)
+
+
+SHORT = ["-d", "0.5", "-w", "0.1"]
+
+MODES = [
+    ("tcp", ["tcp", "-c", "16"] + SHORT),
+    ("pipelined", ["tcp", "-c", "16", "-p", "16"] + SHORT),
+    ("connect", ["connect", "-c", "8"] + SHORT),
+    ("udp", ["udp", "-c", "32", "--timeout", "2000"] + SHORT),
+    ("stream", ["stream", "-b", "4M", "-d", "5"]),
+    ("idle", ["idle", "-c", "100", "-d", "0.3"]),
+]
+
+
+@pytest.mark.parametrize("args", [m[1] for m in MODES], ids=[m[0] for m in MODES])
+def test_bench_mode_against_daemon(event_daemon, args):
+    code, r, err = bench(event_daemon.port, *args, pid=event_daemon.pid)
+    assert code == 0, (r, err)
+    assert r["ok"] is True
+    assert r["errors_total"] == 0, r["errors"]
+    assert r["errors"]["wrong"] == 0
+    assert r["mode"] == args[0]
+    assert r["echo"] is False
+    if args[0] == "stream":
+        assert r["bytes_in"] == 4 << 20, r
+        assert r["mb_per_s"] > 0
+    else:
+        assert r["requests"] > 0
+        assert r["req_per_s"] > 0
+        assert r["latency_us"]["p50"] > 0
+        assert r["latency_us"]["p99"] >= r["latency_us"]["p50"]
+    if args[0] == "idle":
+        assert r["idle"]["opened"] == 100
+        assert r["idle"]["open_end"] == 100
+        if not ASAN:
+            assert r["idle"]["rss_held_kib"] > 0
+    # The server's CPU time was read from /proc.
+    assert r["server"] is not None and r["server"]["pid"] == event_daemon.pid
+    assert r["server"]["cpu_s"] >= 0
+    assert event_daemon.running()
+
+
+@pytest.fixture
+def echo_ref():
+    if not os.access(ECHO, os.X_OK):
+        pytest.fail("%s not built (make all builds it)" % ECHO)
+    port = free_port()
+    p = subprocess.Popen([ECHO, "epoll", str(port)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("echo-ref did not start: %s" % p.stderr.read().decode())
+                time.sleep(0.05)
+        yield port, p.pid
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def test_bench_against_echo_ref(echo_ref):
+    port, pid = echo_ref
+    code, r, err = bench(port, "tcp", "-c", "8", "-p", "4", "--echo", *SHORT, pid=pid)
+    assert code == 0, (r, err)
+    assert r["errors_total"] == 0 and r["requests"] > 0 and r["echo"] is True
+
+
+def test_bench_detects_wrong_replies(echo_ref):
+    """Without --echo, an echo server's replies are wrong: reported, exit 1."""
+    port, pid = echo_ref
+    code, r, err = bench(port, "tcp", "-c", "2", "-d", "0.2", "-w", "0")
+    assert code == 1
+    assert r["ok"] is False
+    assert r["errors"]["wrong"] > 0
+    assert "expected" in r["wrong_example"]
+
+
+def test_bench_usage_error():
+    p = subprocess.run([BENCH, "nosuchmode"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=RUN_TIMEOUT)
+    assert p.returncode == 2
+    assert b"Usage" in p.stderr
