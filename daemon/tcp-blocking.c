@@ -28,6 +28,7 @@ struct blocking_conn {
         struct conn_slot *slot;
         int fd;
         bool eof;
+        bool full;              /* the last read filled the buffer: more is likely waiting */
         struct upcase up;
         uint8_t in[IN_BUF];
         uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
@@ -80,6 +81,7 @@ static int conn_serve_input(struct blocking_conn *c) {
         size_t out;
         int r;
 
+        c->full = n == (ssize_t) sizeof(c->in);
         if (n < 0)
                 return errno == EAGAIN || errno == EINTR ? -1 : CLOSE_ERROR;
         c->eof = n == 0;
@@ -149,11 +151,15 @@ static enum close_reason conn_loop(struct blocking_conn *c) {
                         return conn_drain(c);
                 if (left == 0)
                         return CLOSE_IDLE;
-                r = worker_wait(c->fd, POLLIN, left);
-                if (r == 0 || r == -EINTR)
-                        continue;
-                if (r < 0)
-                        return CLOSE_ERROR;
+                /* After a short read the peer is usually waiting for our
+                 * reply: wait first.  After a full one, read on. */
+                if (!c->full) {
+                        r = worker_wait(c->fd, POLLIN, left);
+                        if (r == 0 || r == -EINTR)
+                                continue;
+                        if (r < 0)
+                                return CLOSE_ERROR;
+                }
                 r = conn_serve_input(c);
                 if (r >= 0)
                         return r;
@@ -171,6 +177,7 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 c->slot = slot;
                 c->fd = fd;
                 c->eof = false;
+                c->full = false;
                 upcase_init(&c->up, true);
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                 reason = conn_loop(c);
