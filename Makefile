@@ -162,9 +162,12 @@ clean:
 # bench/: the load generator and the reference echo servers (libc and
 # pthread only); "make bench" runs the whole matrix, bench/run (see bench/README.md).
 BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
-all: $(BENCH_BIN)
+all: $(BENCH_BIN) $(BUILD)/bench/echo-sdevent
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+# The same echo on sd-event: what the event model's own epoll loop saves.
+$(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 .PHONY: bench
 bench: all
 	@sh bench/install-deps
