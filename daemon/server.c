@@ -19,6 +19,8 @@
 #define SERVER_SLOTS 65536
 #define DRAIN_POLL_USEC (20 * USEC_PER_MSEC)
 #define TICK_USEC USEC_PER_SEC
+#define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
+#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
 
 static const struct worker_ops *const worker_models[_MODEL_MAX] = {
         [MODEL_EVENT] = &worker_event_ops,
@@ -160,6 +162,41 @@ static void server_update_status(struct server *s) {
                 return;
         memcpy(s->status, status, sizeof(status));
         sd_notifyf(false, "STATUS=%s", status);
+}
+
+static void server_set_accepting(struct server *s, bool on) {
+        for (size_t i = 0; i < s->n_accept; i++)
+                sd_event_source_set_enabled(s->accept_src[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int server_on_accept_resume(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct server *s = userdata;
+
+        if (!s->stopping)
+                server_set_accepting(s, true);
+        return 0;
+}
+
+void server_pause_accepting(struct server *s, int err) {
+        uint64_t now = now_usec_monotonic(), at = now + ACCEPT_PAUSE_USEC;
+        int r;
+
+        /* A shortage may last: say so once every ACCEPT_WARN_USEC. */
+        if (now >= s->accept_warned + ACCEPT_WARN_USEC || s->accept_warned == 0) {
+                log_warning_errno(err, "Failed to accept a connection, pausing accepts: %m");
+                s->accept_warned = now;
+        }
+        server_set_accepting(s, false);
+        if (s->accept_resume)
+                r = timer_rearm(s->accept_resume, at);
+        else
+                r = sd_event_add_time(s->event, &s->accept_resume, CLOCK_MONOTONIC, at, 0,
+                                      server_on_accept_resume, s);
+        if (r < 0) {
+                /* Without the timer nothing would resume: accept again. */
+                log_warning_errno(r, "Failed to arm the accept pause, ignoring: %m");
+                server_set_accepting(s, true);
+        }
 }
 
 static int server_on_drain_tick(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -373,6 +410,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
 
         log_flush_suppressed();
         log_set_shared(NULL);
+        sd_event_source_disable_unref(s.accept_resume);
         control_free(s.control);
         listeners_close(&s.listeners);
         sd_event_unref(s.event);

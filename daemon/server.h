@@ -38,6 +38,10 @@ struct server {
         struct shared *shared;
         const struct worker_ops *ops;
         void *worker;                     /* the model's own state */
+        sd_event_source **accept_src;     /* the model's accept sources on this loop */
+        size_t n_accept;
+        sd_event_source *accept_resume;
+        uint64_t accept_warned;           /* last "pausing accepts" warning */
         struct control *control;
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         bool stopping;
@@ -67,6 +71,11 @@ void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec);
 /* Blocks the signals the main loop handles, and SIGUSR1, used to wake
  * blocking workers (see worker_wait()).  Called before any thread exists. */
 int server_block_signals(void);
+
+/* accept() failed for want of descriptors or memory: retrying at once would
+ * spin, so the model's accept sources are off for a moment while the listen
+ * backlog holds new connections. */
+void server_pause_accepting(struct server *s, int err);
 
 /* Sets a oneshot timer source to fire at usec (CLOCK_MONOTONIC), also
  * after it fired already. */

@@ -205,16 +205,21 @@ static void tcp_admit(const struct tcp_acceptor *a, int fd, const union sockaddr
         a->start(a->userdata, fd, slot);
 }
 
-void tcp_accept_all(const struct tcp_acceptor *a, int listen_fd) {
+int tcp_accept_all(const struct tcp_acceptor *a, int listen_fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
                 int fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-                if (fd < 0)
-                        break;
-                tcp_admit(a, fd, &peer);
+                if (fd >= 0) {
+                        tcp_admit(a, fd, &peer);
+                        continue;
+                }
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        return -errno;
+                break;
         }
+        return 0;
 }
 
 void tcp_kick_all(struct shared *sh, bool threads) {

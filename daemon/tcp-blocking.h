@@ -25,7 +25,9 @@ struct tcp_acceptor {
         void *userdata;
 };
 
-void tcp_accept_all(const struct tcp_acceptor *a, int listen_fd);
+/* Returns 0, or -EMFILE, -ENFILE, -ENOBUFS or -ENOMEM when accept() lacks
+ * resources: then the caller should pause (server_pause_accepting()). */
+int tcp_accept_all(const struct tcp_acceptor *a, int listen_fd);
 
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a
  * process id or, in the thread model, a thread id). */

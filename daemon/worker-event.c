@@ -45,6 +45,7 @@
 #define LINGER_USEC (2 * USEC_PER_SEC)
 /* Out of descriptors: stop accepting for this long. */
 #define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
+#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
 /* A loop wakes at least this often, to show the watchdog it is alive. */
 #define HEARTBEAT_USEC USEC_PER_SEC
 /* On stop, a connection that has sent nothing yet may have its first request
@@ -122,6 +123,7 @@ struct loop {
         bool stopping;
         uint64_t now;                   /* CLOCK_MONOTONIC, once per batch */
         uint64_t accept_paused_until;   /* 0: accepting */
+        uint64_t accept_warned;         /* last "pausing accepts" warning */
         uint8_t in[IN_BUF];
         uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
 };
@@ -437,8 +439,12 @@ static void loop_on_accept(struct loop *l, int fd) {
                         continue;
                 }
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* Retrying at once would spin: pause, the loop resumes. */
-                        log_warning_errno(errno, "Failed to accept a connection, pausing accepts: %m");
+                        /* Retrying at once would spin: pause, the loop resumes.
+                         * A shortage may last: say so once every ACCEPT_WARN_USEC. */
+                        if (l->accept_warned == 0 || l->now >= l->accept_warned + ACCEPT_WARN_USEC) {
+                                log_warning_errno(errno, "Failed to accept a connection, pausing accepts: %m");
+                                l->accept_warned = l->now;
+                        }
                         l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
                         loop_set_accepting(l, false);
                 }

@@ -173,7 +173,10 @@ static int process_on_accept(sd_event_source *es, int fd, uint32_t revents, void
                 .userdata = w,
         };
 
-        tcp_accept_all(&a, fd);
+        int r = tcp_accept_all(&a, fd);
+
+        if (r < 0)
+                server_pause_accepting(w->server, r);
         return 0;
 }
 
@@ -207,6 +210,8 @@ static int process_start(struct server *s) {
                         return r;
                 w->n_accept++;
         }
+        s->accept_src = w->accept_src;
+        s->n_accept = w->n_accept;
         for (size_t i = 0; i < ls->n_udp; i++) {
                 r = sd_event_add_io(s->event, &w->udp_src[i], ls->udp[i], EPOLLIN, process_on_udp, w);
                 if (r < 0)

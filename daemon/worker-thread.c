@@ -99,7 +99,10 @@ static int thread_on_accept(sd_event_source *es, int fd, uint32_t revents, void 
                 .userdata = w,
         };
 
-        tcp_accept_all(&a, fd);
+        int r = tcp_accept_all(&a, fd);
+
+        if (r < 0)
+                server_pause_accepting(w->server, r);
         return 0;
 }
 
@@ -159,6 +162,8 @@ static int thread_start(struct server *s) {
                         return r;
                 w->n_accept++;
         }
+        s->accept_src = w->accept_src;
+        s->n_accept = w->n_accept;
         return udp_threads_start(w);
 }
 
