@@ -124,6 +124,7 @@ check: deps
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory check-system
 
 # The package on a real systemd in a container (needs root; skips without,
@@ -157,7 +158,7 @@ install: $(PROGRAMS)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # bench/: the load generator and the reference echo servers (libc and
 # pthread only); "make bench" runs the whole matrix, bench/run (see bench/README.md).
@@ -172,5 +173,37 @@ $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 bench: all
 	@sh bench/install-deps
 	bench/run
+
+# fuzz: libFuzzer targets (fuzz/fuzz-*.c), built with clang and linked
+# against a copy of the libraries instrumented for ASan, UBSan and coverage
+# in build-fuzz/.  "make fuzz" runs each for FUZZ_SECONDS on a temporary
+# copy of its corpus (FUZZ_MERGE=1 merges what adds coverage back into
+# fuzz/corpus/; crashes land in fuzz/crashes/); "make fuzz-replay", part of
+# make check, runs each over its committed corpus once.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_MERGE   ?=
+FUZZ_SAN     := -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(wildcard fuzz/fuzz-*.c))
+FUZZ_LIBS    := $(FUZZ_BUILD)/libuppercased.a $(FUZZ_BUILD)/libcommon.a
+.PHONY: fuzz fuzz-replay fuzz-build fuzz-clean
+# CI= : clang's warnings in daemon code are gcc's business (make CI=1 all);
+# the targets themselves still honour CI.
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CI= \
+	    CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_LIBS)
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS)
+$(FUZZ_BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIBS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(ALL_CPPFLAGS) -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) \
+	    -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBS) $(PKG_LIBS)
+fuzz: fuzz-build
+	fuzz/run fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_MERGE)
+fuzz-replay: fuzz-build
+	@fuzz/run replay $(FUZZ_BUILD)
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+# end fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
