@@ -130,6 +130,8 @@ static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot)
                 return -errno;
         }
         if (pid == 0) {
+                /* The parent's record of this child is no use in the child. */
+                free(c);
                 child_prepare(fd);
                 atomic_store(&slot->pid, getpid());
                 tcp_serve_blocking(s->shared, slot, fd);

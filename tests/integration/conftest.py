@@ -226,9 +226,10 @@ class Daemon:
 
     def __init__(self, model="event", args=(), activate=False,
                  activate_names="tcp:udp:control", avoid_ports=(), env_extra=None,
-                 **config):
+                 wrapper=(), **config):
         self.model = model
         self.args = list(args)
+        self.wrapper = list(wrapper)    # e.g. valgrind and its options
         self.activate = activate
         self.activate_names = activate_names
         self.avoid_ports = set(avoid_ports)
@@ -293,7 +294,7 @@ class Daemon:
                 self._cond.notify_all()
 
     def command(self):
-        cmd = [BINARY, "-c", self.conf, "-m", self.model] + self.args
+        cmd = self.wrapper + [BINARY, "-c", self.conf, "-m", self.model] + self.args
         if self.activate:
             cmd = [sys.executable, ACTIVATE, "--port", str(self.activate_port),
                    "--control", self.activate_control,
