@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "control-proto.h"
 #include "duration.h"
@@ -40,6 +41,20 @@ int timeout_from_string(const char *s) {
                 if (strcmp(s, timeout_names[t]) == 0)
                         return t;
         return -EINVAL;
+}
+
+bool control_socket_path(uid_t euid, const char *runtime_dir, char *buf, size_t len) {
+        size_t sun_path_max = sizeof(((struct sockaddr_un *) 0)->sun_path);
+        int n;
+
+        /* A relative $XDG_RUNTIME_DIR is as good as none. */
+        if (euid != 0 && runtime_dir && runtime_dir[0] == '/') {
+                n = snprintf(buf, len, "%s/%s/%s", runtime_dir, CONTROL_DIR_NAME, CONTROL_SOCKET_NAME);
+                if (n >= 0 && (size_t) n < len && (size_t) n < sun_path_max)
+                        return true;
+        }
+        snprintf(buf, len, "%s", CONTROL_DEFAULT_PATH);
+        return false;
 }
 
 const char *control_command_name(enum control_command c) {

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Reported by "status"; raised on an incompatible change. */
 #define CONTROL_PROTOCOL_VERSION 1
@@ -68,3 +69,9 @@ int control_parse(const char *line, size_t len, struct control_request *req,
                   char *err, size_t errlen);
 
 const char *control_command_name(enum control_command c);
+
+/* The control socket of a process with effective uid euid: for a user with
+ * an absolute runtime directory, runtime_dir/uppercased/control.sock (when
+ * it fits a socket address), else CONTROL_DEFAULT_PATH.  Returns true when
+ * it chose the per-user path. */
+bool control_socket_path(uid_t euid, const char *runtime_dir, char *buf, size_t len);

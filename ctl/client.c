@@ -17,15 +17,11 @@
 
 void ctl_socket_path(uid_t euid, const char *runtime_dir, char *buf, size_t len) {
         struct stat st;
-        int n;
 
-        /* A relative $XDG_RUNTIME_DIR is as good as none (as in the daemon). */
-        if (euid != 0 && runtime_dir && runtime_dir[0] == '/') {
-                n = snprintf(buf, len, "%s/%s/%s", runtime_dir, CONTROL_DIR_NAME, CONTROL_SOCKET_NAME);
-                if (n >= 0 && (size_t) n < len && (size_t) n < SUN_PATH_MAX && stat(buf, &st) == 0)
-                        return;
-        }
-        snprintf(buf, len, "%s", CONTROL_DEFAULT_PATH);
+        /* The per-user socket only if that daemon is there: otherwise the
+         * system one, with its clearer errors. */
+        if (control_socket_path(euid, runtime_dir, buf, len) && stat(buf, &st) < 0)
+                snprintf(buf, len, "%s", CONTROL_DEFAULT_PATH);
 }
 
 /* Waits up to timeout_msec for events on fd: 0, or -ETIMEDOUT, -errno. */

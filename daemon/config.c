@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control-proto.h"
 #include "duration.h"
 
 #define DEFAULT_PORT 12000
-#define ROOT_CONTROL_PATH "/run/uppercased/control.sock"
 #define SUN_PATH_SIZE sizeof(((struct config *) NULL)->control_path)
 
 static const char *const model_names[_MODEL_MAX] = {
@@ -45,16 +45,7 @@ int model_from_string(const char *s) {
 }
 
 void config_default_control_path(char *buf, size_t len) {
-        const char *dir = getenv("XDG_RUNTIME_DIR");
-        int n;
-
-        /* A relative or oversized $XDG_RUNTIME_DIR is as good as none. */
-        if (geteuid() != 0 && dir && dir[0] == '/') {
-                n = snprintf(buf, len, "%s/uppercased/control.sock", dir);
-                if (n >= 0 && (size_t) n < len && (size_t) n < SUN_PATH_SIZE)
-                        return;
-        }
-        snprintf(buf, len, "%s", ROOT_CONTROL_PATH);
+        control_socket_path(geteuid(), getenv("XDG_RUNTIME_DIR"), buf, len);
 }
 
 static void addr_any(struct addr *a) {

@@ -19,8 +19,6 @@
 #define SERVER_SLOTS 65536
 #define DRAIN_POLL_USEC (20 * USEC_PER_MSEC)
 #define TICK_USEC USEC_PER_SEC
-#define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
-#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
 
 static const struct worker_ops *const worker_models[_MODEL_MAX] = {
         [MODEL_EVENT] = &worker_event_ops,
@@ -181,11 +179,8 @@ void server_pause_accepting(struct server *s, int err) {
         uint64_t now = now_usec_monotonic(), at = now + ACCEPT_PAUSE_USEC;
         int r;
 
-        /* A shortage may last: say so once every ACCEPT_WARN_USEC. */
-        if (now >= s->accept_warned + ACCEPT_WARN_USEC || s->accept_warned == 0) {
+        if (accept_warning_due(&s->accept_warned, now))
                 log_warning_errno(err, "Failed to accept a connection, pausing accepts: %m");
-                s->accept_warned = now;
-        }
         server_set_accepting(s, false);
         if (s->accept_resume)
                 r = timer_rearm(s->accept_resume, at);

@@ -44,11 +44,6 @@ struct counters {
         atomic_uint_fast64_t log_suppressed;     /* client log entries rate limited */
 };
 
-enum slot_state {
-        SLOT_FREE,
-        SLOT_ACTIVE,
-};
-
 /* One active TCP connection.  Written by the worker serving it, read by the
  * control side.  id == 0 marks a free slot. */
 struct conn_slot {

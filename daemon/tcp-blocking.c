@@ -14,14 +14,8 @@
 #include "server.h"
 #include "tcp-blocking.h"
 #include "upcase.h"
+#include "worker.h"
 
-#define IN_BUF 16384
-#define ACCEPT_BUDGET 16
-/* After ".", wait this long for the peer's EOF (see worker-event.c). */
-#define LINGER_USEC (2 * USEC_PER_SEC)
-/* On stop, a connection that has sent nothing yet may have its first request
- * in flight: it gets this long to arrive. */
-#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
 
 struct blocking_conn {
         struct shared *sh;
@@ -30,8 +24,8 @@ struct blocking_conn {
         bool eof;
         bool full;              /* the last read filled the buffer: more is likely waiting */
         struct upcase up;
-        uint8_t in[IN_BUF];
-        uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
+        uint8_t in[CONN_READ_MAX];
+        uint8_t out[UPCASE_OUT_MAX(CONN_READ_MAX)];
 };
 
 /* Time left until since + timeout (UINT64_MAX when the timeout is off). */

@@ -36,21 +36,9 @@
 #include "udp.h"
 #include "upcase.h"
 
-#define IN_BUF 16384
 #define EVENTS_MAX 256
-#define ACCEPT_BUDGET 16
-/* After ".", wait this long for the peer's EOF before closing, so that
- * closing with unread input does not reset the connection and destroy the
- * replies still in flight. */
-#define LINGER_USEC (2 * USEC_PER_SEC)
-/* Out of descriptors: stop accepting for this long. */
-#define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
-#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
 /* A loop wakes at least this often, to show the watchdog it is alive. */
 #define HEARTBEAT_USEC USEC_PER_SEC
-/* On stop, a connection that has sent nothing yet may have its first request
- * in flight: it gets this long to arrive. */
-#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
 
 enum wake_flag {
         WAKE_TIMEOUTS = 1 << 0,
@@ -102,7 +90,6 @@ struct conn_list {
 };
 
 struct loop {
-        struct server *server;
         struct shared *shared;
         pthread_t thread;
         bool thread_started;
@@ -124,8 +111,8 @@ struct loop {
         uint64_t now;                   /* CLOCK_MONOTONIC, once per batch */
         uint64_t accept_paused_until;   /* 0: accepting */
         uint64_t accept_warned;         /* last "pausing accepts" warning */
-        uint8_t in[IN_BUF];
-        uint8_t out[UPCASE_OUT_MAX(IN_BUF)];
+        uint8_t in[CONN_READ_MAX];
+        uint8_t out[UPCASE_OUT_MAX(CONN_READ_MAX)];
 };
 
 struct event_worker {
@@ -439,12 +426,9 @@ static void loop_on_accept(struct loop *l, int fd) {
                         continue;
                 }
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* Retrying at once would spin: pause, the loop resumes.
-                         * A shortage may last: say so once every ACCEPT_WARN_USEC. */
-                        if (l->accept_warned == 0 || l->now >= l->accept_warned + ACCEPT_WARN_USEC) {
+                        /* Retrying at once would spin: pause, the loop resumes. */
+                        if (accept_warning_due(&l->accept_warned, l->now))
                                 log_warning_errno(errno, "Failed to accept a connection, pausing accepts: %m");
-                                l->accept_warned = l->now;
-                        }
                         l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
                         loop_set_accepting(l, false);
                 }
@@ -621,7 +605,6 @@ static int loop_new(struct server *s, struct loop **ret) {
         if (!l)
                 return -ENOMEM;
         l->epfd = l->wake.fd = -1;
-        l->server = s;
         l->shared = s->shared;
         l->running = true;
         l->now = now_usec_monotonic();

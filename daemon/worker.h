@@ -7,6 +7,31 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "duration.h"
+
+/* Policy every model applies the same way. */
+#define CONN_READ_MAX (16 * 1024)                       /* bytes per read */
+#define ACCEPT_BUDGET 16                                /* accepts per wake-up */
+/* accept() out of descriptors or memory: retrying at once would spin. */
+#define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
+/* ...and a shortage may last: warn once in this long. */
+#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
+/* After ".", wait this long for the peer's EOF before closing, so that
+ * closing with unread input does not reset the connection and destroy the
+ * replies still in flight. */
+#define LINGER_USEC (2 * USEC_PER_SEC)
+/* On stop, a connection that has sent nothing yet may have its first
+ * request in flight: it gets this long to arrive. */
+#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
+
+/* Whether the "pausing accepts" warning is due; updates *last_warned. */
+static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {
+        if (*last_warned != 0 && now < *last_warned + ACCEPT_WARN_USEC)
+                return false;
+        *last_warned = now;
+        return true;
+}
+
 struct server;
 
 struct worker_ops {
