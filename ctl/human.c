@@ -130,6 +130,7 @@ static const struct {
         enum unit unit;
 } stat_labels[] = {
         { "tcp.active",      "active connections",     UNIT_NONE },
+        { "tcp.resumed",     "resumed after restart",  UNIT_NONE },
         { "tcp.accepted",    "accepted",               UNIT_NONE },
         { "tcp.rejected",    "rejected",               UNIT_NONE },
         { "tcp.bytes_in",    "received",               UNIT_BYTES },

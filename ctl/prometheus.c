@@ -21,6 +21,8 @@ static const struct metric metrics[] = {
           "Seconds since uppercased started." },
         { "tcp.active", "uppercased_tcp_connections_active", "gauge", NULL,
           "TCP connections open now." },
+        { "tcp.resumed", "uppercased_tcp_connections_resumed_total", "counter", NULL,
+          "TCP connections taken over from the previous instance at a restart." },
         { "tcp.accepted", "uppercased_tcp_connections_accepted_total", "counter", NULL,
           "TCP connections accepted." },
         { "tcp.rejected", "uppercased_tcp_connections_rejected_total", "counter", NULL,

@@ -106,6 +106,7 @@ static void cmd_stats(struct server *s, struct textbuf *out) {
         textbuf_printf(out, "tcp.active %u\n", atomic_load(&sh->tcp_active));
         textbuf_printf(out, "tcp.accepted %" PRIu64 "\ntcp.rejected %" PRIu64 "\n",
                       LOAD(k->tcp_accepted), LOAD(k->tcp_rejected));
+        textbuf_printf(out, "tcp.resumed %" PRIu64 "\n", LOAD(k->tcp_resumed));
         for (int r = 0; r < _CLOSE_MAX; r++)
                 textbuf_printf(out, "tcp.closed_%s %" PRIu64 "\n", close_reason_to_string(r),
                               LOAD(k->tcp_closed[r]));

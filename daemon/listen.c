@@ -11,6 +11,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "handover.h"
 #include "listen.h"
 
 #define UDP_RECEIVE_BUFFER (4 * 1024 * 1024)
@@ -19,6 +20,7 @@ void listeners_init(struct listeners *l) {
         memset(l, 0, sizeof(*l));
         l->control = -1;
         l->connected = -1;
+        l->state = -1;
 }
 
 static int fd_make_nonblocking_cloexec(int fd) {
@@ -62,9 +64,40 @@ static int listen_take_fd(struct listeners *l, int fd) {
         return -EBADMSG;
 }
 
+static int listen_take_resumed(struct listeners *l, int fd, uint64_t id) {
+        struct passed_conn *n;
+        int r = fd_make_nonblocking_cloexec(fd);
+
+        if (r < 0)
+                return r;
+        if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 0, 0) <= 0)
+                return -EBADMSG;
+        n = realloc(l->resumed, (l->n_resumed + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        l->resumed = n;
+        l->resumed[l->n_resumed++] = (struct passed_conn) { fd, id };
+        return 0;
+}
+
+/* Sorts one descriptor by its name (what the store holds) or its type. */
+static int listen_take_named(struct listeners *l, int fd, const char *name) {
+        uint64_t id = handover_conn_name_id(name);
+        int r;
+
+        if (id != 0)
+                return listen_take_resumed(l, fd, id);
+        if (strcmp(name, HANDOVER_STATE_NAME) == 0 && l->state < 0) {
+                l->state = fd;
+                return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -errno : 0;
+        }
+        r = listen_take_fd(l, fd);
+        return r < 0 ? r : 1;
+}
+
 int listen_activated(struct listeners *l, char *what, size_t len) {
         char **names = NULL;
-        int n, r = 0;
+        int n, r = 0, sockets = 0;
 
         n = sd_listen_fds_with_names(true, &names);
         if (n <= 0)
@@ -73,17 +106,19 @@ int listen_activated(struct listeners *l, char *what, size_t len) {
         for (int i = 0; i < n && r >= 0; i++) {
                 const char *name = names && names[i] ? names[i] : "unknown";
 
-                r = listen_take_fd(l, SD_LISTEN_FDS_START + i);
+                r = listen_take_named(l, SD_LISTEN_FDS_START + i, name);
                 if (r < 0)
                         snprintf(what, len, "passed descriptor %d (%s)", SD_LISTEN_FDS_START + i, name);
+                sockets += r > 0;
         }
         for (int i = 0; names && names[i]; i++)
                 free(names[i]);
         free(names);
         if (r < 0)
                 return r;
-        l->activated = true;
-        return n;
+        /* Only handed-over connections: the daemon binds its own sockets. */
+        l->activated = sockets > 0;
+        return sockets;
 }
 
 /* Datagrams that arrive while the buffer is full are lost: give UDP room for
@@ -158,6 +193,12 @@ void listeners_close(struct listeners *l) {
                 close(l->control);
         if (l->connected >= 0)
                 close(l->connected);
+        for (size_t i = 0; i < l->n_resumed; i++)
+                if (l->resumed[i].fd >= 0)
+                        close(l->resumed[i].fd);
+        free(l->resumed);
+        if (l->state >= 0)
+                close(l->state);
         listeners_init(l);
 }
 

@@ -9,6 +9,12 @@
 
 #include "config.h"
 
+/* A connection the previous instance handed over (see handover.h). */
+struct passed_conn {
+        int fd;                 /* -1 once taken */
+        uint64_t id;
+};
+
 struct listeners {
         int tcp[CONFIG_MAX_LISTEN];
         size_t n_tcp;
@@ -17,6 +23,9 @@ struct listeners {
         int control;            /* UNIX stream socket, -1 when none */
         int connected;          /* inetd style (Accept=yes): one connection, -1 when none */
         bool activated;         /* passed by systemd: never bound or unlinked by us */
+        struct passed_conn *resumed;    /* from the file descriptor store */
+        size_t n_resumed;
+        int state;              /* their state (a memfd), -1 when none */
 };
 
 void listeners_init(struct listeners *l);
@@ -24,9 +33,11 @@ void listeners_init(struct listeners *l);
 /* Takes the sockets systemd passed (LISTEN_FDS): TCP listening sockets, UDP
  * sockets and a UNIX stream socket for control, told apart by their type
  * (FileDescriptorName= is not needed), or one connected TCP
- * socket (a unit with Accept=yes).  Returns the number taken,
- * 0 when not socket activated, or -errno; on -EBADMSG, *what names the
- * offending descriptor. */
+ * socket (a unit with Accept=yes).  Connections in the file descriptor
+ * store ("conn-ID") and their state ("state") are set aside in resumed and
+ * state.  Returns the number of sockets to listen on taken, 0 when not
+ * socket activated, or -errno; on -EBADMSG, *what names the offending
+ * descriptor. */
 int listen_activated(struct listeners *l, char *what, size_t len);
 
 /* Binds the configured TCP and UDP addresses (SO_REUSEADDR, dual stack for

@@ -266,11 +266,20 @@ static void client_message(const struct client_event *ev, const char *host, unsi
                 field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u rejected: connection limit reached",
                              host, port);
                 break;
+        case CLIENT_TCP_RESUMED:
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u resumed after a restart",
+                             host, port);
+                break;
         case CLIENT_TCP_CLOSE:
-                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u closed (%s): "
-                             "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
-                             host, port, close_reason_to_string(ev->reason),
-                             ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
+                if (ev->reason == CLOSE_HANDOVER)
+                        field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u handed over for a restart: "
+                                     "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
+                                     host, port, ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
+                else
+                        field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u closed (%s): "
+                                     "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
+                                     host, port, close_reason_to_string(ev->reason),
+                                     ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
                 break;
         case CLIENT_UDP:
         default:
@@ -298,7 +307,7 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
                 return n;
         if (ev->kind != CLIENT_UDP)
                 field_printf(fields[n++], "CONNECTION_ID=%" PRIu64, ev->conn_id);
-        if (ev->kind == CLIENT_TCP_OPEN)
+        if (ev->kind == CLIENT_TCP_OPEN || ev->kind == CLIENT_TCP_RESUMED)
                 return n;
         field_printf(fields[n++], "BYTES_IN=%" PRIu64, ev->bytes_in);
         field_printf(fields[n++], "BYTES_OUT=%" PRIu64, ev->bytes_out);

@@ -52,6 +52,7 @@ enum client_event_kind {
         CLIENT_TCP_CLOSE,
         CLIENT_TCP_REJECTED,           /* over max_connections or max_workers */
         CLIENT_UDP,
+        CLIENT_TCP_RESUMED,            /* handed over by the previous instance */
 };
 
 struct client_event {

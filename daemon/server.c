@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -300,6 +301,106 @@ static int server_open_listeners(struct server *s) {
         return 0;
 }
 
+/* The slot and journal entry of a connection handed over by the previous
+ * instance; its state is rec, or fresh when the state was lost. */
+static int server_resume_one(struct server *s, const struct passed_conn *p,
+                             const struct handover_conn *rec, struct resumed_conn *rc) {
+        union sockaddr_union peer;
+        socklen_t len = sizeof(peer);
+        uint64_t now = now_usec_monotonic();
+
+        if (rec)
+                peer = rec->peer;
+        else if (getpeername(p->fd, &peer.sa, &len) < 0)
+                return -errno;
+        rc->slot = rec ? conn_slot_resume(s->shared, p->id, &peer, rec->start_realtime_usec,
+                                          rec->start_usec, rec->bytes_in, rec->bytes_out)
+                       : conn_slot_resume(s->shared, p->id, &peer, now_usec_realtime(), now, 0, 0);
+        if (!rc->slot) {
+                log_rejected(&peer);
+                return -EBUSY;
+        }
+        rc->fd = p->fd;
+        if (rec) {
+                rc->up = rec->up;
+                rc->pending = rec->pending;
+                rc->pending_len = rec->pending_len;
+        } else
+                upcase_init(&rc->up, true);
+        log_conn(rc->slot, CLIENT_TCP_RESUMED, CLOSE_ERROR);
+        return 0;
+}
+
+/* Takes back the connections the previous instance stored and removes them
+ * from the store, so that from now on their close reaches the peer. */
+static void server_take_back(struct server *s) {
+        struct listeners *l = &s->listeners;
+        char name[64];
+        int r;
+
+        if (l->state >= 0) {
+                r = handover_state_load(l->state, &s->taken_back);
+                l->state = -1;
+                if (r < 0)
+                        log_warning_errno(r, "Failed to read the state of the connections handed over, "
+                                          "resuming them without it: %m");
+                (void) handover_forget(HANDOVER_STATE_NAME);
+        }
+        if (l->n_resumed == 0)
+                return;
+        s->resumed = calloc(l->n_resumed, sizeof(*s->resumed));
+        for (size_t i = 0; i < l->n_resumed; i++) {
+                struct passed_conn *p = &l->resumed[i];
+                const struct handover_conn *rec = handover_state_find(&s->taken_back, p->id);
+
+                snprintf(name, sizeof(name), HANDOVER_CONN_PREFIX "%" PRIu64, p->id);
+                r = handover_forget(name);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to remove %s from the file descriptor store, ignoring: %m", name);
+                if (!s->resumed)
+                        continue;       /* closed with the listeners */
+                r = server_resume_one(s, p, rec, &s->resumed[s->n_resumed]);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to resume connection %s, closing it: %m", name);
+                        continue;
+                }
+                p->fd = -1;
+                s->n_resumed++;
+        }
+        log_info("Resumed %zu of %zu connection(s) handed over by the previous instance",
+                 s->n_resumed, l->n_resumed);
+}
+
+/* After the model started: connections it did not take are closed. */
+static void server_resumed_done(struct server *s) {
+        for (size_t i = 0; i < s->n_resumed; i++) {
+                struct resumed_conn *rc = &s->resumed[i];
+
+                if (rc->fd < 0)
+                        continue;
+                close(rc->fd);
+                atomic_store(&rc->slot->close_reason, CLOSE_ERROR);
+                log_conn(rc->slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
+                conn_slot_release(s->shared, rc->slot);
+        }
+        free(s->resumed);
+        s->resumed = NULL;
+        s->n_resumed = 0;
+        handover_state_free(&s->taken_back);
+}
+
+static void server_setup_handover(struct server *s) {
+        if (!s->handover.enabled)
+                return;
+        if (s->config.model == MODEL_PROCESS) {
+                log_notice("The process model closes connections on restart: they are not handed over");
+                s->handover.enabled = false;
+        } else if (s->handover.max < s->config.max_connections)
+                log_warning("The file descriptor store holds %u connection(s), fewer than max_connections (%u): "
+                            "connections beyond it are closed on restart", s->handover.max,
+                            s->config.max_connections);
+}
+
 static void server_log_started(struct server *s) {
         char buf[512], one[128];
         size_t len = 0;
@@ -338,11 +439,27 @@ static int server_start(struct server *s) {
                 return log_error_errno(r, "Failed to set up the %s: %s", what,
                                        r == -EADDRINUSE ? "in use by a running daemon" : strerror(-r));
 
+        server_setup_handover(s);
+        server_take_back(s);
         s->ops = worker_models[s->config.model];
         r = s->ops->start(s);
+        server_resumed_done(s);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the %s model: %m", s->ops->name);
         return 0;
+}
+
+static void server_store_handover(struct server *s) {
+        int r;
+
+        if (s->handover.stored == 0)
+                return;
+        r = handover_store_state(&s->handover);
+        if (r < 0)
+                log_error_errno(r, "Failed to store the state of %u connection(s) handed over; "
+                                "the next instance resumes them without it: %m", s->handover.stored);
+        else
+                log_info("Handed over %u connection(s) to the next instance", s->handover.stored);
 }
 
 /* Accept=yes: systemd accepted the connection and started us for it alone
@@ -372,7 +489,7 @@ static int server_serve_connection(struct server *s) {
 
         sd_notify(false, "READY=1\nSTATUS=serving one connection");
         log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
-        reason = tcp_serve_blocking(s->shared, slot, fd);
+        reason = tcp_serve_blocking(s->shared, slot, fd, NULL, NULL);
         log_conn(slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(s->shared, slot);
         return 0;
@@ -388,6 +505,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
 
         snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
         listeners_init(&s.listeners);
+        handover_init(&s.handover);
 
         r = server_start(&s);
         if (r >= 0 && s.listeners.connected >= 0)
@@ -400,6 +518,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
                 if (r < 0)
                         log_error_errno(r, "Event loop failed: %m");
                 s.ops->finish(&s);
+                server_store_handover(&s);
                 log_info("Stopped");
         }
 
@@ -410,6 +529,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         listeners_close(&s.listeners);
         sd_event_unref(s.event);
         shared_free(s.shared);
+        handover_done(&s.handover);
         return r < 0 ? 1 : 0;
 }
 

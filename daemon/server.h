@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "handover.h"
 #include "listen.h"
 #include "shared.h"
 #include "worker.h"
@@ -48,6 +49,10 @@ struct server {
         uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
         uint64_t watchdog_usec;
         char status[256];                 /* last STATUS= sent */
+        struct handover handover;         /* on stop: connections for the next instance */
+        struct handover_state taken_back; /* on start: what the previous one left */
+        struct resumed_conn *resumed;
+        size_t n_resumed;
 };
 
 void overrides_init(struct overrides *o);

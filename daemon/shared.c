@@ -15,6 +15,7 @@ static const char *const close_reason_names[_CLOSE_MAX] = {
         [CLOSE_WRITE] = "write",
         [CLOSE_ERROR] = "error",
         [CLOSE_SHUTDOWN] = "shutdown",
+        [CLOSE_HANDOVER] = "handover",
 };
 
 const char *close_reason_to_string(enum close_reason r) {
@@ -70,10 +71,11 @@ static struct conn_slot *slot_pop(struct shared *sh) {
         return slot;
 }
 
-struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer) {
+/* A free slot under max_connections, counted active; NULL (counted as
+ * rejected) when there is none. */
+static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_union *peer) {
         unsigned max = atomic_load_explicit(&sh->max_connections, memory_order_relaxed);
         struct conn_slot *slot = NULL;
-        uint64_t now = now_usec_monotonic();
 
         pthread_mutex_lock(&sh->lock);
         if (atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) < max)
@@ -82,23 +84,50 @@ struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *
                 atomic_fetch_add_explicit(&sh->tcp_active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&sh->lock);
 
-        if (!slot) {
+        if (!slot)
                 COUNTER_ADD(sh, tcp_rejected, 1);
-                return NULL;
-        }
+        else
+                slot->peer = *peer;
+        return slot;
+}
 
-        slot->peer = *peer;
-        slot->start_usec = now;
-        slot->start_realtime_usec = now_usec_realtime();
-        atomic_store_explicit(&slot->last_active_usec, now, memory_order_relaxed);
-        atomic_store_explicit(&slot->bytes_in, 0, memory_order_relaxed);
-        atomic_store_explicit(&slot->bytes_out, 0, memory_order_relaxed);
+static void slot_publish(struct conn_slot *slot, uint64_t id, uint64_t start_realtime_usec,
+                         uint64_t start_usec, uint64_t bytes_in, uint64_t bytes_out) {
+        slot->start_usec = start_usec;
+        slot->start_realtime_usec = start_realtime_usec;
+        atomic_store_explicit(&slot->last_active_usec, now_usec_monotonic(), memory_order_relaxed);
+        atomic_store_explicit(&slot->bytes_in, bytes_in, memory_order_relaxed);
+        atomic_store_explicit(&slot->bytes_out, bytes_out, memory_order_relaxed);
         atomic_store_explicit(&slot->close_reason, CLOSE_ERROR, memory_order_relaxed);
         atomic_store_explicit(&slot->pid, 0, memory_order_relaxed);
         /* Publishing the id last makes the slot visible to readers. */
-        atomic_store_explicit(&slot->id, atomic_fetch_add(&sh->next_conn_id, 1),
-                              memory_order_release);
+        atomic_store_explicit(&slot->id, id, memory_order_release);
+}
+
+struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer) {
+        struct conn_slot *slot = slot_claim(sh, peer);
+
+        if (!slot)
+                return NULL;
+        slot_publish(slot, atomic_fetch_add(&sh->next_conn_id, 1), now_usec_realtime(),
+                     now_usec_monotonic(), 0, 0);
         COUNTER_ADD(sh, tcp_accepted, 1);
+        return slot;
+}
+
+struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
+                                   uint64_t start_realtime_usec, uint64_t start_usec,
+                                   uint64_t bytes_in, uint64_t bytes_out) {
+        struct conn_slot *slot = slot_claim(sh, peer);
+        uint_fast64_t next = atomic_load(&sh->next_conn_id);
+
+        if (!slot)
+                return NULL;
+        /* New connections get ids after every resumed one. */
+        while (next <= id && !atomic_compare_exchange_weak(&sh->next_conn_id, &next, id + 1))
+                ;
+        slot_publish(slot, id, start_realtime_usec, start_usec, bytes_in, bytes_out);
+        COUNTER_ADD(sh, tcp_resumed, 1);
         return slot;
 }
 

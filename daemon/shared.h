@@ -25,12 +25,14 @@ enum close_reason {
         CLOSE_WRITE,
         CLOSE_ERROR,
         CLOSE_SHUTDOWN,
+        CLOSE_HANDOVER,         /* stored for the next instance (restart) */
         _CLOSE_MAX,
 };
 
 struct counters {
         atomic_uint_fast64_t tcp_accepted;
         atomic_uint_fast64_t tcp_rejected;       /* over max_connections/max_workers */
+        atomic_uint_fast64_t tcp_resumed;        /* taken over from the previous instance */
         atomic_uint_fast64_t tcp_closed[_CLOSE_MAX];
         atomic_uint_fast64_t tcp_bytes_in;
         atomic_uint_fast64_t tcp_bytes_out;
@@ -86,6 +88,12 @@ void shared_free(struct shared *sh);
 /* Takes a slot for a new connection from peer, or returns NULL when
  * max_connections (or the table) is full; then tcp_rejected is counted. */
 struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer);
+/* Takes a slot for a connection the previous instance handed over, keeping
+ * its id, times and counters; counted as resumed, not accepted.  NULL when
+ * max_connections is full. */
+struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
+                                   uint64_t start_realtime_usec, uint64_t start_usec,
+                                   uint64_t bytes_in, uint64_t bytes_out);
 /* Releases a slot: counts its close reason, decrements tcp_active. */
 void conn_slot_release(struct shared *sh, struct conn_slot *slot);
 

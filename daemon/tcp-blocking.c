@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,6 +24,9 @@ struct blocking_conn {
         int fd;
         bool eof;
         bool full;              /* the last read filled the buffer: more is likely waiting */
+        struct handover *handover;      /* on stop, NULL: close */
+        const uint8_t *unsent;  /* stopping for a hand-over: replies the peer has not taken */
+        size_t unsent_len;
         struct upcase up;
         uint8_t in[CONN_READ_MAX];
         uint8_t out[UPCASE_OUT_MAX(CONN_READ_MAX)];
@@ -37,8 +41,9 @@ static uint64_t time_left(uint64_t since, uint64_t timeout, uint64_t now) {
 
 /* Writes all of buf, waiting at most the write timeout (re-read at every
  * wake, so a live change applies) for the peer to make room.  Progress
- * restarts the timeout.  On stop, replies are still delivered; on abort,
- * not. */
+ * restarts the timeout.  On stop, replies are still delivered (or, for a
+ * hand-over, what the peer cannot take yet is kept in c->unsent and
+ * CLOSE_HANDOVER returned); on abort, not. */
 static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t len) {
         uint64_t since = now_usec_monotonic();
 
@@ -58,6 +63,11 @@ static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t le
                         return CLOSE_ERROR;
                 if (atomic_load(&c->sh->aborting))
                         return CLOSE_SHUTDOWN;
+                if (c->handover && atomic_load(&c->sh->stopping)) {
+                        c->unsent = buf;
+                        c->unsent_len = len;
+                        return CLOSE_HANDOVER;
+                }
                 r = worker_wait(c->fd, POLLOUT,
                                 time_left(since, shared_timeout(c->sh, TIMEOUT_WRITE), now));
                 if (r == 0)
@@ -112,23 +122,41 @@ static void conn_linger(struct blocking_conn *c) {
 }
 
 /* Stopping: answer what the peer already sent (or, if it has sent nothing
- * yet, what arrives within the grace), then close. */
+ * yet, what arrives within the grace), then close, or hand over for a
+ * restart. */
 static enum close_reason conn_drain(struct blocking_conn *c) {
         uint64_t until = now_usec_monotonic() + FIRST_REQUEST_GRACE_USEC;
+        enum close_reason done = c->handover ? CLOSE_HANDOVER : CLOSE_SHUTDOWN;
         int r;
 
         while (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0) {
                 uint64_t now = now_usec_monotonic();
 
-                if (now >= until || atomic_load(&c->sh->aborting))
+                if (atomic_load(&c->sh->aborting))
                         return CLOSE_SHUTDOWN;
+                if (now >= until)
+                        return done;
                 r = worker_wait(c->fd, POLLIN, until - now);
                 if (r > 0)
                         break;
                 if (r != -EINTR)
-                        return CLOSE_SHUTDOWN;
+                        return done;
         }
         r = conn_serve_input(c);
+        return r >= 0 ? (enum close_reason) r : done;
+}
+
+/* Puts the connection and its state in the file descriptor store.  When
+ * that fails, it is closed as on a stop, after the replies owed. */
+static enum close_reason conn_hand_over(struct blocking_conn *c) {
+        struct handover_conn rec = { .up = c->up, .pending = c->unsent, .pending_len = c->unsent_len };
+        int r;
+
+        handover_conn_from_slot(&rec, c->slot);
+        if (handover_store_conn(c->handover, c->fd, &rec) >= 0)
+                return CLOSE_HANDOVER;
+        c->handover = NULL;
+        r = c->unsent_len ? conn_write_all(c, c->unsent, c->unsent_len) : -1;
         return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
 }
 
@@ -160,10 +188,28 @@ static enum close_reason conn_loop(struct blocking_conn *c) {
         }
 }
 
-enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd) {
+/* A resumed connection first sends the replies its peer had not read. */
+static enum close_reason conn_start(struct blocking_conn *c, const struct resumed_conn *resume) {
+        int r;
+
+        if (!resume)
+                return -1;
+        c->up = resume->up;
+        if (resume->pending_len == 0 || resume->pending_len > sizeof(c->out))
+                return -1;
+        /* Our own copy: if the stop comes first, it is handed over again. */
+        memcpy(c->out, resume->pending, resume->pending_len);
+        r = conn_write_all(c, c->out, resume->pending_len);
+        if (r < 0 && c->up.quit)
+                return CLOSE_QUIT;
+        return r;
+}
+
+enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
+                                     const struct resumed_conn *resume, struct handover *handover) {
         struct blocking_conn *c = malloc(sizeof(*c));
         enum close_reason reason = CLOSE_ERROR;
-        int one = 1;
+        int one = 1, r;
 
         if (c) {
                 /* Field by field: a compound literal would zero the buffers. */
@@ -172,9 +218,15 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 c->fd = fd;
                 c->eof = false;
                 c->full = false;
+                c->handover = handover;
+                c->unsent = NULL;
+                c->unsent_len = 0;
                 upcase_init(&c->up, true);
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                reason = conn_loop(c);
+                r = conn_start(c, resume);
+                reason = r >= 0 ? (enum close_reason) r : conn_loop(c);
+                if (reason == CLOSE_HANDOVER)
+                        reason = conn_hand_over(c);
                 if (reason == CLOSE_QUIT)
                         conn_linger(c);
                 free(c);

@@ -7,11 +7,16 @@
  * worker at once.  Does not log (a forked child must not); returns the close
  * reason, also stored in the slot. */
 
+#include "handover.h"
 #include "shared.h"
 
 /* fd must be non-blocking (all waiting is done in worker_wait()).
- * Allocates the connection's buffers; -ENOMEM closes it as an error. */
-enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd);
+ * Allocates the connection's buffers; -ENOMEM closes it as an error.
+ * resume: the state of a connection the previous instance handed over, or
+ * NULL.  handover: where the connection goes on stop, or NULL to close it;
+ * then the result is CLOSE_HANDOVER and the caller still closes its fd. */
+enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
+                                     const struct resumed_conn *resume, struct handover *handover);
 
 /* How the thread and process models take connections from a listening
  * socket: up to a budget per call, each admitted under max_connections and

@@ -833,6 +833,16 @@ size_t upcase_feed(struct upcase *u, const uint8_t *in, size_t n, bool eof,
         return o.len;
 }
 
+bool upcase_state_valid(const struct upcase *u) {
+        if (u->line > LINE_DOT_CR || u->ntail > sizeof(u->tail))
+                return false;
+        /* Held bytes are always the start of a character still to come;
+         * anything else would make complete_tail() consume backwards. */
+        if (u->ntail > 0 && utf8_sequence(u->tail, u->ntail) != SEQ_INCOMPLETE)
+                return false;
+        return u->dot_quit || u->line == LINE_START;
+}
+
 size_t upcase_buf(const uint8_t *in, size_t n, uint8_t *out, uint64_t *invalid) {
         struct upcase u;
 

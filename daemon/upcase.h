@@ -45,6 +45,10 @@ void upcase_init(struct upcase *u, bool dot_quit);
 size_t upcase_feed(struct upcase *u, const uint8_t *in, size_t n, bool eof,
                    uint8_t *out, uint64_t *invalid);
 
+/* Whether u is a state upcase_feed() can have left (for state read back
+ * from outside, such as a connection handed over across a restart). */
+bool upcase_state_valid(const struct upcase *u);
+
 /* One complete buffer (a UDP datagram): no "." handling. */
 size_t upcase_buf(const uint8_t *in, size_t n, uint8_t *out, uint64_t *invalid);
 

@@ -20,6 +20,7 @@
  * in a queue has the same timeout, the head of each queue is the next to
  * expire.  The loop sleeps until the earliest head. */
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -104,6 +105,7 @@ struct loop {
         struct watch udp_watch[CONFIG_MAX_LISTEN];
         size_t n_udp;
         struct udp_batch *udp;
+        struct handover *handover;      /* on stop, NULL: close connections */
         struct conn_list queues[_QUEUE_MAX];
         struct conn *dead;              /* closed during this batch */
         unsigned nconns;
@@ -227,6 +229,32 @@ static void conn_close(struct conn *c, enum close_reason reason) {
         loop_check_done(l);
 }
 
+/* Stopping for a restart: the connection goes to the file descriptor store
+ * with its state instead of being closed.  Returns false (changing nothing)
+ * when it cannot, and then the loop stops handing over. */
+static bool conn_hand_over(struct conn *c) {
+        struct loop *l = c->loop;
+        struct handover_conn rec = { .up = c->up };
+        int r;
+
+        if (!l->handover || c->up.quit || c->eof)
+                return false;
+        handover_conn_from_slot(&rec, c->slot);
+        if (c->pending) {
+                rec.pending = c->pending + c->pending_off;
+                rec.pending_len = c->pending_len - c->pending_off;
+        }
+        r = handover_store_conn(l->handover, c->watch.fd, &rec);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to hand over connection %" PRIu64 ", closing the rest as on a stop: %m",
+                                  rec.id);
+                l->handover = NULL;
+                return false;
+        }
+        conn_close(c, CLOSE_HANDOVER);
+        return true;
+}
+
 static void loop_free_dead(struct loop *l) {
         while (l->dead) {
                 struct conn *c = l->dead;
@@ -280,6 +308,9 @@ static void conn_finish(struct conn *c, uint64_t now) {
 /* After replies were produced or flushed: wait for the peer to read them,
  * finish, or wait for more input. */
 static void conn_settle(struct conn *c, uint64_t now) {
+        /* Replies owed were produced: on a restart they travel with it. */
+        if (c->draining && conn_hand_over(c))
+                return;
         if (c->pending) {
                 conn_set_events(c, EPOLLOUT);
                 if (c->queue != QUEUE_WRITE)
@@ -362,19 +393,12 @@ static void conn_on_io(struct conn *c) {
                 conn_settle(c, now);
 }
 
-static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
+/* Serves fd, whose slot is taken, from this loop.  On failure closes both. */
+static struct conn *conn_attach(struct loop *l, int fd, struct conn_slot *slot) {
         struct epoll_event ev = { .events = EPOLLIN };
-        struct conn_slot *slot;
-        struct conn *c;
+        struct conn *c = calloc(1, sizeof(*c));
         int one = 1;
 
-        slot = conn_slot_take(l->shared, peer);
-        if (!slot) {
-                close(fd);
-                log_rejected(peer);
-                return;
-        }
-        c = calloc(1, sizeof(*c));
         if (c) {
                 *c = (struct conn) {
                         .watch = { WATCH_CONN, fd },
@@ -390,14 +414,46 @@ static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
                 log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
                 conn_slot_release(l->shared, slot);
                 close(fd);
-                return;
+                return NULL;
         }
         /* Replies go out as soon as input arrives, byte by byte if need be. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         upcase_init(&c->up, true);
         l->nconns++;
         queue_append(c, QUEUE_IDLE, l->now);
-        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+        return c;
+}
+
+static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
+        struct conn_slot *slot = conn_slot_take(l->shared, peer);
+
+        if (!slot) {
+                close(fd);
+                log_rejected(peer);
+                return;
+        }
+        if (conn_attach(l, fd, slot))
+                log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+}
+
+/* A connection the previous instance handed over, with its state. */
+static void conn_resume(struct loop *l, struct resumed_conn *rc) {
+        struct conn *c = conn_attach(l, rc->fd, rc->slot);
+
+        rc->fd = -1;
+        if (!c)
+                return;
+        c->up = rc->up;
+        if (rc->pending_len == 0)
+                return;
+        c->pending = malloc(rc->pending_len);
+        if (!c->pending) {
+                conn_close(c, CLOSE_ERROR);
+                return;
+        }
+        memcpy(c->pending, rc->pending, rc->pending_len);
+        c->pending_len = rc->pending_len;
+        conn_settle(c, l->now);
 }
 
 static int loop_watch(struct loop *l, struct watch *w, enum watch_kind kind, int fd) {
@@ -451,8 +507,13 @@ static void queue_expire(struct loop *l, enum conn_queue q) {
                 [QUEUE_GRACE] = CLOSE_SHUTDOWN,
         };
 
-        while (queue_deadline(l, q) <= l->now)
-                conn_close(l->queues[q].head, reasons[q]);
+        while (queue_deadline(l, q) <= l->now) {
+                struct conn *c = l->queues[q].head;
+
+                /* No first request came: the next instance waits for it. */
+                if (q != QUEUE_GRACE || !conn_hand_over(c))
+                        conn_close(c, reasons[q]);
+        }
 }
 
 static void loop_run_timers(struct loop *l) {
@@ -488,8 +549,12 @@ static void loop_stop(struct loop *l) {
                 else if (conn_read(c, l->now))
                         conn_settle(c, l->now);
         }
-        for (struct conn *c = l->queues[QUEUE_WRITE].head; c; c = c->next)
+        for (struct conn *c = l->queues[QUEUE_WRITE].head, *next; c; c = next) {
+                next = c->next;
                 c->draining = true;
+                /* The replies the peer has not read yet go with it. */
+                conn_hand_over(c);
+        }
         loop_check_done(l);
 }
 
@@ -615,6 +680,7 @@ static int loop_new(struct server *s, struct loop **ret) {
                 r = -errno;
                 goto fail;
         }
+        l->handover = s->handover.enabled ? &s->handover : NULL;
         r = udp_batch_new(s->shared, &l->udp);
         if (r < 0)
                 goto fail;
@@ -641,6 +707,9 @@ static int event_start(struct server *s) {
                 if (r < 0)
                         return r;
         }
+        /* Before the loops run, so that no locking is needed. */
+        for (size_t i = 0; i < s->n_resumed; i++)
+                conn_resume(w->loops[i % n], &s->resumed[i]);
         for (unsigned i = 0; i < n; i++) {
                 r = -pthread_create(&w->loops[i]->thread, NULL, loop_run, w->loops[i]);
                 if (r < 0)

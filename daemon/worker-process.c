@@ -117,7 +117,8 @@ static void child_prepare(int fd) {
         pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
 }
 
-static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot) {
+static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot,
+                       const struct resumed_conn *resume) {
         struct server *s = w->server;
         struct child *c = calloc(1, sizeof(*c));
         pid_t pid;
@@ -134,7 +135,8 @@ static int child_spawn(struct process_worker *w, int fd, struct conn_slot *slot)
                 free(c);
                 child_prepare(fd);
                 atomic_store(&slot->pid, getpid());
-                tcp_serve_blocking(s->shared, slot, fd);
+                /* Children do not hand over: see server_setup_handover(). */
+                tcp_serve_blocking(s->shared, slot, fd, resume, NULL);
                 _exit(EXIT_SUCCESS);
         }
         atomic_store(&slot->pid, pid);
@@ -152,9 +154,9 @@ static unsigned process_workers(void *userdata) {
         return w->n_children;
 }
 
-static void process_start_conn(void *userdata, int fd, struct conn_slot *slot) {
-        struct process_worker *w = userdata;
-        int r = child_spawn(w, fd, slot);
+static void process_spawn_conn(struct process_worker *w, int fd, struct conn_slot *slot,
+                               const struct resumed_conn *resume) {
+        int r = child_spawn(w, fd, slot, resume);
 
         /* The child has its own copy of the connection. */
         close(fd);
@@ -163,6 +165,10 @@ static void process_start_conn(void *userdata, int fd, struct conn_slot *slot) {
                 log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
                 conn_slot_release(w->server->shared, slot);
         }
+}
+
+static void process_start_conn(void *userdata, int fd, struct conn_slot *slot) {
+        process_spawn_conn(userdata, fd, slot, NULL);
 }
 
 static int process_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
@@ -219,6 +225,11 @@ static int process_start(struct server *s) {
                 if (r < 0)
                         return r;
                 w->n_udp++;
+        }
+        /* The child gets the state with its copy of our memory. */
+        for (size_t i = 0; i < s->n_resumed; i++) {
+                process_spawn_conn(w, s->resumed[i].fd, s->resumed[i].slot, &s->resumed[i]);
+                s->resumed[i].fd = -1;
         }
         return 0;
 }

@@ -38,6 +38,7 @@ struct thread_worker {
         sd_event_source *accept_src[CONFIG_MAX_LISTEN];
         size_t n_accept;
         atomic_uint conn_threads;
+        struct handover *handover;      /* on stop, NULL: close connections */
         size_t n_udp;
         struct udp_thread udp[];
 };
@@ -46,6 +47,9 @@ struct thread_conn {
         struct thread_worker *worker;
         struct conn_slot *slot;
         int fd;
+        bool resumed;
+        struct resumed_conn resume;     /* pending points at pending[] */
+        uint8_t pending[];
 };
 
 static void *conn_thread(void *userdata) {
@@ -55,7 +59,8 @@ static void *conn_thread(void *userdata) {
         enum close_reason reason;
 
         atomic_store(&tc->slot->pid, gettid());
-        reason = tcp_serve_blocking(sh, tc->slot, tc->fd);
+        reason = tcp_serve_blocking(sh, tc->slot, tc->fd, tc->resumed ? &tc->resume : NULL,
+                                    w->handover);
         close(tc->fd);
         log_conn(tc->slot, CLIENT_TCP_CLOSE, reason);
         conn_slot_release(sh, tc->slot);
@@ -70,13 +75,22 @@ static unsigned thread_workers(void *userdata) {
         return atomic_load(&w->conn_threads);
 }
 
-static void thread_start_conn(void *userdata, int fd, struct conn_slot *slot) {
-        struct thread_worker *w = userdata;
-        struct thread_conn *tc = malloc(sizeof(*tc));
+/* Starts a connection thread, for a new connection or (with resume) one
+ * the previous instance handed over. */
+static void thread_spawn_conn(struct thread_worker *w, int fd, struct conn_slot *slot,
+                              const struct resumed_conn *resume) {
+        size_t pending = resume ? resume->pending_len : 0;
+        struct thread_conn *tc = malloc(sizeof(*tc) + pending);
         pthread_t thread;
 
         if (tc) {
-                *tc = (struct thread_conn) { .worker = w, .slot = slot, .fd = fd };
+                *tc = (struct thread_conn) { .worker = w, .slot = slot, .fd = fd, .resumed = resume };
+                if (resume) {
+                        /* The thread outlives the server's copy. */
+                        tc->resume = *resume;
+                        memcpy(tc->pending, resume->pending, pending);
+                        tc->resume.pending = tc->pending;
+                }
                 atomic_fetch_add(&w->conn_threads, 1);
                 if (pthread_create(&thread, &w->attr, conn_thread, tc) == 0)
                         return;
@@ -87,6 +101,10 @@ static void thread_start_conn(void *userdata, int fd, struct conn_slot *slot) {
         close(fd);
         log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
         conn_slot_release(w->server->shared, slot);
+}
+
+static void thread_start_conn(void *userdata, int fd, struct conn_slot *slot) {
+        thread_spawn_conn(userdata, fd, slot, NULL);
 }
 
 static int thread_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
@@ -164,6 +182,11 @@ static int thread_start(struct server *s) {
         }
         s->accept_src = w->accept_src;
         s->n_accept = w->n_accept;
+        w->handover = s->handover.enabled ? &s->handover : NULL;
+        for (size_t i = 0; i < s->n_resumed; i++) {
+                thread_spawn_conn(w, s->resumed[i].fd, s->resumed[i].slot, &s->resumed[i]);
+                s->resumed[i].fd = -1;
+        }
         return udp_threads_start(w);
 }
 

@@ -2,12 +2,14 @@
 # SPDX-License-Identifier: MIT
 """A minimal systemd-style socket activation launcher, for the tests.
 
-  activate.py --port P --control PATH [--names tcp:udp:control] -- DAEMON ARGS...
+  activate.py --port P --control PATH [--names tcp:udp:control]
+              [--stored FD:NAME ...] -- DAEMON ARGS...
 
 Creates a TCP listening socket and a UDP socket on 127.0.0.1:P and a UNIX
 stream listening socket at PATH, puts them on fds 3, 4, 5, sets LISTEN_FDS=3,
 LISTEN_FDNAMES and LISTEN_PID (its own pid), and execs the daemon, which
-keeps the pid.
+keeps the pid.  --stored passes descriptors it inherited as well, after
+those three, the way systemd passes its file descriptor store.
 """
 
 import argparse
@@ -23,6 +25,7 @@ def main():
     ap.add_argument("--control", required=True)
     ap.add_argument("--names", default="tcp:udp:control")
     ap.add_argument("--backlog", type=int, default=128)
+    ap.add_argument("--stored", action="append", default=[], metavar="FD:NAME")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
@@ -45,17 +48,21 @@ def main():
 
     # Move them out of the way first, so that dup2 onto 3..5 cannot clobber
     # one of them, then onto 3, 4, 5 (inheritable, not close-on-exec).
-    high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 64) for s in (tcp, udp, ctl)]
+    stored = [item.split(":", 1) for item in a.stored]
+    high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 1024) for s in (tcp, udp, ctl)]
     for s in (tcp, udp, ctl):
         s.close()
+    for fd, _ in stored:
+        high.append(fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 1024))
+        os.close(int(fd))
     for i, fd in enumerate(high):
         os.dup2(fd, 3 + i, inheritable=True)
         os.close(fd)
 
     env = dict(os.environ)
-    env["LISTEN_FDS"] = "3"
+    env["LISTEN_FDS"] = str(len(high))
     if a.names:
-        env["LISTEN_FDNAMES"] = a.names
+        env["LISTEN_FDNAMES"] = ":".join([a.names] + [name for _, name in stored])
     else:
         env.pop("LISTEN_FDNAMES", None)
     env["LISTEN_PID"] = str(os.getpid())

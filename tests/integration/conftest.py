@@ -293,6 +293,10 @@ class Daemon:
                 self.notifications.append(msg)
                 self._cond.notify_all()
 
+    def inherited_fds(self):
+        """Descriptors the daemon inherits besides stdio (subclasses)."""
+        return ()
+
     def command(self):
         cmd = self.wrapper + [BINARY, "-c", self.conf, "-m", self.model] + self.args
         if self.activate:
@@ -336,7 +340,8 @@ class Daemon:
             self._stderr_file = open(self.stderr_path, "ab")
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                          stdout=self._stderr_file, stderr=self._stderr_file,
-                                         env=self.env(), cwd=self.dir)
+                                         env=self.env(), cwd=self.dir,
+                                         pass_fds=self.inherited_fds())
             if not wait_ready:
                 return self
             try:
