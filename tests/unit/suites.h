@@ -11,3 +11,4 @@ Suite *shared_suite(void);
 Suite *control_suite(void);
 Suite *ctl_suite(void);
 Suite *client_suite(void);
+Suite *handover_suite(void);
