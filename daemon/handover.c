@@ -56,7 +56,8 @@ void handover_encode(struct textbuf *b, const struct handover_conn *c) {
         put(b, c->up.line, 1);
         put(b, (c->up.dot_quit ? FLAG_DOT_QUIT : 0) | (c->up.quit ? FLAG_QUIT : 0), 1);
         put(b, c->pending_len, 4);
-        textbuf_append(b, (const char *) c->pending, c->pending_len);
+        if (c->pending_len > 0)
+                textbuf_append(b, (const char *) c->pending, c->pending_len);
 }
 
 int handover_decode_header(const uint8_t *buf, size_t len, size_t *off) {
