@@ -88,7 +88,8 @@ static void thread_spawn_conn(struct thread_worker *w, int fd, struct conn_slot 
                 if (resume) {
                         /* The thread outlives the server's copy. */
                         tc->resume = *resume;
-                        memcpy(tc->pending, resume->pending, pending);
+                        if (pending > 0)
+                                memcpy(tc->pending, resume->pending, pending);
                         tc->resume.pending = tc->pending;
                 }
                 atomic_fetch_add(&w->conn_threads, 1);
