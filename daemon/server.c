@@ -14,6 +14,7 @@
 #include "log.h"
 #include "server.h"
 #include "tcp-blocking.h"
+#include "udp.h"
 
 /* Connection table size: the upper bound of max_connections. */
 #define SERVER_SLOTS 65536
@@ -78,6 +79,10 @@ static void server_apply_live(struct server *s, const struct config *c) {
         for (int t = 0; t < _TIMEOUT_MAX; t++)
                 atomic_store(&s->shared->timeout_usec[t], c->timeout_usec[t]);
         atomic_store(&s->shared->max_connections, c->max_connections);
+        atomic_store(&s->shared->tcp_per_source, c->tcp_per_source);
+        atomic_store(&s->shared->udp_rate, c->udp_rate);
+        atomic_store(&s->shared->udp_burst, c->udp_burst);
+        atomic_store(&s->shared->udp_loop_guard, c->udp_loop_guard);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
 
@@ -327,6 +332,9 @@ static int server_start(struct server *s) {
         r = server_open_listeners(s);
         if (r < 0 || s->listeners.connected >= 0)
                 return r;
+        r = udp_set_own_ports(s->shared, s->listeners.udp, s->listeners.n_udp);
+        if (r < 0)
+                return log_error_errno(r, "Failed to get the port of a UDP socket: %m");
         r = sd_event_default(&s->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the event loop: %m");
@@ -357,7 +365,7 @@ static int server_serve_connection(struct server *s) {
 
         if (getpeername(fd, &peer.sa, &len) < 0)
                 return log_error_errno(errno, "Failed to get the address of the passed connection: %m");
-        slot = conn_slot_take(s->shared, &peer);
+        slot = conn_slot_take(s->shared, &peer, NULL);
         if (!slot)
                 return log_error_errno(EBUSY, "No room for the passed connection");
 

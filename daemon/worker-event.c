@@ -364,14 +364,15 @@ static void conn_on_io(struct conn *c) {
 
 static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
         struct epoll_event ev = { .events = EPOLLIN };
+        enum reject_reason why;
         struct conn_slot *slot;
         struct conn *c;
         int one = 1;
 
-        slot = conn_slot_take(l->shared, peer);
+        slot = conn_slot_take(l->shared, peer, &why);
         if (!slot) {
                 close(fd);
-                log_rejected(peer);
+                log_rejected(peer, why);
                 return;
         }
         c = calloc(1, sizeof(*c));
