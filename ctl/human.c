@@ -123,6 +123,9 @@ enum unit {
         UNIT_NONE,
         UNIT_BYTES,
         UNIT_SECONDS,
+        UNIT_LIMIT,             /* a count, 0 = "off" */
+        UNIT_RATE,              /* per second, 0 = "off" */
+        UNIT_SWITCH,            /* yes/no as "on"/"off" */
 };
 
 static const struct {
@@ -133,6 +136,7 @@ static const struct {
         { "tcp.resumed",     "resumed after restart",  UNIT_NONE },
         { "tcp.accepted",    "accepted",               UNIT_NONE },
         { "tcp.rejected",    "rejected",               UNIT_NONE },
+        { "tcp.rejected_per_source", "rejected per source", UNIT_NONE },
         { "tcp.bytes_in",    "received",               UNIT_BYTES },
         { "tcp.bytes_out",   "sent",                   UNIT_BYTES },
         { "udp.datagrams",   "datagrams",              UNIT_NONE },
@@ -140,9 +144,15 @@ static const struct {
         { "udp.bytes_out",   "sent",                   UNIT_BYTES },
         { "udp.truncated",   "truncated replies",      UNIT_NONE },
         { "udp.send_errors", "send errors",            UNIT_NONE },
+        { "udp.rate_limited", "rate limited",          UNIT_NONE },
+        { "udp.loop_dropped", "dropped (loop guard)",  UNIT_NONE },
         { "invalid_utf8",    "invalid UTF-8 bytes",    UNIT_NONE },
         { "workers_died",    "workers died",           UNIT_NONE },
         { "log.suppressed",  "log entries suppressed", UNIT_NONE },
+        { "limits.tcp_per_source", "TCP per source",   UNIT_LIMIT },
+        { "limits.udp_rate", "UDP rate per source",    UNIT_RATE },
+        { "limits.udp_burst", "UDP burst per source",  UNIT_NONE },
+        { "limits.udp_loop_guard", "UDP loop guard",   UNIT_SWITCH },
 };
 
 /* In this order; a key that matches no prefix belongs to "other". */
@@ -153,6 +163,7 @@ static const struct {
         { "udp.",      "UDP" },
         { NULL,        "Other" },
         { "timeouts.", "Timeouts" },
+        { "limits.",   "Limits" },
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -206,7 +217,14 @@ static void stat_row_fill(const struct ctl_field *f, size_t section, struct stat
 
         snprintf(row->value, sizeof(row->value), "%s", f->value);
         row->unit[0] = '\0';
-        if (unit == UNIT_SECONDS && strcmp(f->value, "0") == 0)
+        if (unit == UNIT_SWITCH)
+                snprintf(row->value, sizeof(row->value), "%s",
+                         strcmp(f->value, "yes") == 0 ? "on" : strcmp(f->value, "no") == 0 ? "off" : f->value);
+        else if ((unit == UNIT_LIMIT || unit == UNIT_RATE) && strcmp(f->value, "0") == 0)
+                snprintf(row->value, sizeof(row->value), "off");
+        else if (unit == UNIT_RATE)
+                snprintf(row->unit, sizeof(row->unit), " /s");
+        else if (unit == UNIT_SECONDS && strcmp(f->value, "0") == 0)
                 snprintf(row->value, sizeof(row->value), "off");
         else if (unit == UNIT_SECONDS)
                 snprintf(row->unit, sizeof(row->unit), " s");

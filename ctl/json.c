@@ -25,6 +25,7 @@ static const struct {
         { "state",            JSON_STRING },
         { "config",           JSON_STRING },
         { "socket_activated", JSON_BOOL },
+        { "udp_loop_guard",   JSON_BOOL },
         { "listen",           JSON_LIST },
         { "peer",             JSON_STRING },
         { "address",          JSON_STRING },

@@ -26,7 +26,9 @@ static const struct metric metrics[] = {
         { "tcp.accepted", "uppercased_tcp_connections_accepted_total", "counter", NULL,
           "TCP connections accepted." },
         { "tcp.rejected", "uppercased_tcp_connections_rejected_total", "counter", NULL,
-          "TCP connections refused at max_connections or max_workers." },
+          "TCP connections refused at a limit (max_connections, max_workers, limits.tcp_per_source)." },
+        { "tcp.rejected_per_source", "uppercased_tcp_connections_rejected_per_source_total", "counter", NULL,
+          "TCP connections refused at limits.tcp_per_source (also in the rejected total)." },
         { "tcp.closed_", "uppercased_tcp_connections_closed_total", "counter", "reason",
           "TCP connections closed, by reason." },
         { "tcp.bytes_in", "uppercased_tcp_bytes_received_total", "counter", NULL,
@@ -43,6 +45,10 @@ static const struct metric metrics[] = {
           "UDP replies cut to the largest datagram." },
         { "udp.send_errors", "uppercased_udp_send_errors_total", "counter", NULL,
           "UDP replies that could not be sent." },
+        { "udp.rate_limited", "uppercased_udp_rate_limited_total", "counter", NULL,
+          "UDP datagrams received and not answered: over limits.udp_rate from their source." },
+        { "udp.loop_dropped", "uppercased_udp_loop_dropped_total", "counter", NULL,
+          "UDP datagrams received and not answered: the loop guard (source port below 1024 or our own)." },
         { "invalid_utf8", "uppercased_invalid_utf8_bytes_total", "counter", NULL,
           "Input bytes that were not valid UTF-8, passed through unchanged." },
         { "workers_died", "uppercased_workers_died_total", "counter", NULL,
@@ -51,6 +57,14 @@ static const struct metric metrics[] = {
           "Client log entries suppressed by the rate limit (counted and summarised)." },
         { "timeouts.", "uppercased_timeout_seconds", "gauge", "name",
           "Timeouts in force, in seconds; 0 is off." },
+        { "limits.tcp_per_source", "uppercased_limit_tcp_per_source", "gauge", NULL,
+          "Most concurrent TCP connections per IPv4 address or IPv6 /64; 0 is no limit." },
+        { "limits.udp_rate", "uppercased_limit_udp_rate", "gauge", NULL,
+          "UDP datagrams answered per second per source; 0 is no limit." },
+        { "limits.udp_burst", "uppercased_limit_udp_burst", "gauge", NULL,
+          "UDP datagrams answered at once per source before the rate applies." },
+        { "limits.udp_loop_guard", "uppercased_limit_udp_loop_guard", "gauge", NULL,
+          "1 when UDP datagrams from ports below 1024 and from our own ports are dropped." },
 };
 
 static void prom_append_label_value(struct textbuf *out, const char *v) {
@@ -89,15 +103,27 @@ static const char *metric_match(const struct metric *m, const char *key) {
         return strncmp(key, m->key, len) == 0 && key[len] ? key + len : NULL;
 }
 
+/* A sample's value: a number as it is, a switch ("yes"/"no") as 1/0; NULL
+ * for anything else. */
+static const char *metric_value(const char *value) {
+        if (strcmp(value, "yes") == 0)
+                return "1";
+        if (strcmp(value, "no") == 0)
+                return "0";
+        return ctl_is_number(value) ? value : NULL;
+}
+
 static int prom_metric(const struct ctl_reply *r, const struct metric *m, struct textbuf *out) {
         bool any = false;
 
         for (size_t i = 0; i < r->n_fields; i++) {
                 const char *label = metric_match(m, r->fields[i].key);
+                const char *value;
 
                 if (!label)
                         continue;
-                if (!ctl_is_number(r->fields[i].value))
+                value = metric_value(r->fields[i].value);
+                if (!value)
                         return -EBADMSG;
                 if (!any)
                         prom_family(out, m->name, m->type, m->help);
@@ -108,7 +134,7 @@ static int prom_metric(const struct ctl_reply *r, const struct metric *m, struct
                         prom_append_label_value(out, label);
                         textbuf_printf(out, "\"}");
                 }
-                textbuf_printf(out, " %s\n", r->fields[i].value);
+                textbuf_printf(out, " %s\n", value);
         }
         return 0;
 }

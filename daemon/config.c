@@ -75,6 +75,10 @@ void config_defaults(struct config *c) {
                 .log_clients = true,
                 .log_rate = 100,
                 .log_burst = 200,
+                .tcp_per_source = 64,
+                .udp_rate = 100,
+                .udp_burst = 200,
+                .udp_loop_guard = true,
         };
         addr_any(&c->tcp[0]);
         addr_any(&c->udp[0]);
@@ -400,6 +404,10 @@ static const struct setting_def settings[] = {
         { "log",      "clients",         parse_bool,         FIELD(log_clients), 0, 0, 0 },
         { "log",      "rate",            parse_unsigned,     FIELD(log_rate), 0, 0, 1000000 },
         { "log",      "burst",           parse_unsigned,     FIELD(log_burst), 0, 1, 1000000 },
+        { "limits",   "tcp_per_source",  parse_unsigned,     FIELD(tcp_per_source), 0, 0, 65536 },
+        { "limits",   "udp_rate",        parse_unsigned,     FIELD(udp_rate), 0, 0, 1000000 },
+        { "limits",   "udp_burst",       parse_unsigned,     FIELD(udp_burst), 0, 1, 1000000 },
+        { "limits",   "udp_loop_guard",  parse_bool,         FIELD(udp_loop_guard), 0, 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

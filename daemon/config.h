@@ -54,6 +54,13 @@ struct config {
         bool log_clients;
         unsigned log_rate;               /* client entries per second, 0 = no limit */
         unsigned log_burst;
+
+        /* limits { tcp_per_source = 64; udp_rate = 100; udp_burst = 200;
+         *          udp_loop_guard = true; } */
+        unsigned tcp_per_source;         /* per IPv4 address or IPv6 /64, 0 = no limit */
+        unsigned udp_rate;               /* datagrams answered per second per source, 0 = no limit */
+        unsigned udp_burst;
+        bool udp_loop_guard;             /* drop datagrams from ports 0..1023 and our own */
 };
 
 /* Built-in defaults (SPEC §3): [::]:12000 for TCP and UDP, event model. */

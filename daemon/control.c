@@ -98,14 +98,23 @@ static void cmd_status(struct server *s, struct textbuf *out) {
 
 #define LOAD(x) ((uint64_t) atomic_load_explicit(&(x), memory_order_relaxed))
 
+/* The limits in force (live: they follow a reload). */
+static void reply_limits(const struct shared *sh, struct textbuf *out) {
+        textbuf_printf(out, "limits.tcp_per_source %u\nlimits.udp_rate %u\nlimits.udp_burst %u\n"
+                      "limits.udp_loop_guard %s\n",
+                      atomic_load(&sh->tcp_per_source), atomic_load(&sh->udp_rate),
+                      atomic_load(&sh->udp_burst), atomic_load(&sh->udp_loop_guard) ? "yes" : "no");
+}
+
 static void cmd_stats(struct server *s, struct textbuf *out) {
         const struct shared *sh = s->shared;
         const struct counters *k = &sh->c;
 
         reply_common(s, out);
         textbuf_printf(out, "tcp.active %u\n", atomic_load(&sh->tcp_active));
-        textbuf_printf(out, "tcp.accepted %" PRIu64 "\ntcp.rejected %" PRIu64 "\n",
-                      LOAD(k->tcp_accepted), LOAD(k->tcp_rejected));
+        textbuf_printf(out, "tcp.accepted %" PRIu64 "\ntcp.rejected %" PRIu64 "\n"
+                      "tcp.rejected_per_source %" PRIu64 "\n",
+                      LOAD(k->tcp_accepted), LOAD(k->tcp_rejected), LOAD(k->tcp_rejected_per_source));
         textbuf_printf(out, "tcp.resumed %" PRIu64 "\n", LOAD(k->tcp_resumed));
         for (int r = 0; r < _CLOSE_MAX; r++)
                 textbuf_printf(out, "tcp.closed_%s %" PRIu64 "\n", close_reason_to_string(r),
@@ -114,9 +123,11 @@ static void cmd_stats(struct server *s, struct textbuf *out) {
                       LOAD(k->tcp_bytes_in), LOAD(k->tcp_bytes_out));
         textbuf_printf(out,
                       "udp.datagrams %" PRIu64 "\nudp.bytes_in %" PRIu64 "\nudp.bytes_out %" PRIu64 "\n"
-                      "udp.truncated %" PRIu64 "\nudp.send_errors %" PRIu64 "\n",
+                      "udp.truncated %" PRIu64 "\nudp.send_errors %" PRIu64 "\n"
+                      "udp.rate_limited %" PRIu64 "\nudp.loop_dropped %" PRIu64 "\n",
                       LOAD(k->udp_datagrams), LOAD(k->udp_bytes_in), LOAD(k->udp_bytes_out),
-                      LOAD(k->udp_truncated), LOAD(k->udp_send_errors));
+                      LOAD(k->udp_truncated), LOAD(k->udp_send_errors),
+                      LOAD(k->udp_rate_limited), LOAD(k->udp_loop_dropped));
         textbuf_printf(out, "invalid_utf8 %" PRIu64 "\nworkers_died %" PRIu64 "\nlog.suppressed %" PRIu64 "\n",
                       LOAD(k->invalid_utf8), LOAD(k->workers_died), LOAD(k->log_suppressed));
         for (int t = 0; t < _TIMEOUT_MAX; t++) {
@@ -125,6 +136,7 @@ static void cmd_stats(struct server *s, struct textbuf *out) {
                 snprintf(key, sizeof(key), "timeouts.%s", timeout_to_string(t));
                 reply_duration(out, key, shared_timeout(sh, t));
         }
+        reply_limits(sh, out);
 }
 
 static void cmd_connections(struct server *s, struct textbuf *out) {

@@ -251,7 +251,22 @@ static void field_printf(char *buf, const char *fmt, ...) {
 }
 
 static const char *protocol_name(enum client_event_kind kind) {
-        return kind == CLIENT_UDP ? "udp" : "tcp";
+        return kind == CLIENT_UDP || kind == CLIENT_UDP_DROPPED ? "udp" : "tcp";
+}
+
+static const char *reject_text(enum reject_reason why) {
+        return why == REJECT_PER_SOURCE ? "per-source limit reached" : "connection limit reached";
+}
+
+static const char *drop_text(enum udp_drop why) {
+        switch (why) {
+        case UDP_DROP_PRIVILEGED_PORT:
+                return "loop guard (privileged source port)";
+        case UDP_DROP_OWN_PORT:
+                return "loop guard (source is our own port)";
+        default:
+                return "rate limit";
+        }
 }
 
 static void client_message(const struct client_event *ev, const char *host, unsigned port, char *buf) {
@@ -263,8 +278,12 @@ static void client_message(const struct client_event *ev, const char *host, unsi
                 field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u", host, port);
                 break;
         case CLIENT_TCP_REJECTED:
-                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u rejected: connection limit reached",
-                             host, port);
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u rejected: %s",
+                             host, port, reject_text(ev->reject));
+                break;
+        case CLIENT_UDP_DROPPED:
+                field_printf(buf, MESSAGE_KEY "udp datagram from %s port %u dropped: %s",
+                             host, port, drop_text(ev->drop));
                 break;
         case CLIENT_TCP_RESUMED:
                 field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u resumed after a restart",
@@ -305,6 +324,10 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
         field_printf(fields[n++], "PROTOCOL=%s", protocol_name(ev->kind));
         if (ev->kind == CLIENT_TCP_REJECTED)
                 return n;
+        if (ev->kind == CLIENT_UDP_DROPPED) {
+                field_printf(fields[n++], "BYTES_IN=%" PRIu64, ev->bytes_in);
+                return n;
+        }
         if (ev->kind != CLIENT_UDP)
                 field_printf(fields[n++], "CONNECTION_ID=%" PRIu64, ev->conn_id);
         if (ev->kind == CLIENT_TCP_OPEN || ev->kind == CLIENT_TCP_RESUMED)
@@ -390,8 +413,8 @@ void log_conn(const struct conn_slot *slot, enum client_event_kind kind, enum cl
         log_client(&ev);
 }
 
-void log_rejected(const union sockaddr_union *peer) {
-        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = *peer };
+void log_rejected(const union sockaddr_union *peer, enum reject_reason why) {
+        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = *peer, .reject = why };
 
         log_client(&ev);
 }

@@ -15,6 +15,7 @@
 
 #include "addr.h"
 #include "shared.h"
+#include "source.h"
 
 enum log_target {
         LOG_TARGET_STDERR,
@@ -50,8 +51,9 @@ int log_errno(int priority, int err, const char *fmt, ...) __attribute__((format
 enum client_event_kind {
         CLIENT_TCP_OPEN,
         CLIENT_TCP_CLOSE,
-        CLIENT_TCP_REJECTED,           /* over max_connections or max_workers */
+        CLIENT_TCP_REJECTED,           /* over a limit: reject says which */
         CLIENT_UDP,
+        CLIENT_UDP_DROPPED,            /* not answered: drop says why */
         CLIENT_TCP_RESUMED,            /* handed over by the previous instance */
 };
 
@@ -63,12 +65,14 @@ struct client_event {
         uint64_t bytes_out;
         uint64_t duration_usec;
         enum close_reason reason;
+        enum reject_reason reject;     /* CLIENT_TCP_REJECTED */
+        enum udp_drop drop;            /* CLIENT_UDP_DROPPED */
 };
 
 void log_client(const struct client_event *ev);
 
 /* A TCP connection closed at once because a limit was reached. */
-void log_rejected(const union sockaddr_union *peer);
+void log_rejected(const union sockaddr_union *peer, enum reject_reason why);
 
 /* The TCP open or close entry of the connection in slot; the duration is
  * counted up to now. */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "server.h"
 #include "tcp-blocking.h"
+#include "udp.h"
 
 /* Connection table size: the upper bound of max_connections. */
 #define SERVER_SLOTS 65536
@@ -79,6 +80,10 @@ static void server_apply_live(struct server *s, const struct config *c) {
         for (int t = 0; t < _TIMEOUT_MAX; t++)
                 atomic_store(&s->shared->timeout_usec[t], c->timeout_usec[t]);
         atomic_store(&s->shared->max_connections, c->max_connections);
+        atomic_store(&s->shared->tcp_per_source, c->tcp_per_source);
+        atomic_store(&s->shared->udp_rate, c->udp_rate);
+        atomic_store(&s->shared->udp_burst, c->udp_burst);
+        atomic_store(&s->shared->udp_loop_guard, c->udp_loop_guard);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
 
@@ -308,16 +313,17 @@ static int server_resume_one(struct server *s, const struct passed_conn *p,
         union sockaddr_union peer;
         socklen_t len = sizeof(peer);
         uint64_t now = now_usec_monotonic();
+        enum reject_reason why;
 
         if (rec)
                 peer = rec->peer;
         else if (getpeername(p->fd, &peer.sa, &len) < 0)
                 return -errno;
         rc->slot = rec ? conn_slot_resume(s->shared, p->id, &peer, rec->start_realtime_usec,
-                                          rec->start_usec, rec->bytes_in, rec->bytes_out)
-                       : conn_slot_resume(s->shared, p->id, &peer, now_usec_realtime(), now, 0, 0);
+                                          rec->start_usec, rec->bytes_in, rec->bytes_out, &why)
+                       : conn_slot_resume(s->shared, p->id, &peer, now_usec_realtime(), now, 0, 0, &why);
         if (!rc->slot) {
-                log_rejected(&peer);
+                log_rejected(&peer, why);
                 return -EBUSY;
         }
         rc->fd = p->fd;
@@ -428,6 +434,9 @@ static int server_start(struct server *s) {
         r = server_open_listeners(s);
         if (r < 0 || s->listeners.connected >= 0)
                 return r;
+        r = udp_set_own_ports(s->shared, s->listeners.udp, s->listeners.n_udp);
+        if (r < 0)
+                return log_error_errno(r, "Failed to get the port of a UDP socket: %m");
         r = sd_event_default(&s->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the event loop: %m");
@@ -474,7 +483,7 @@ static int server_serve_connection(struct server *s) {
 
         if (getpeername(fd, &peer.sa, &len) < 0)
                 return log_error_errno(errno, "Failed to get the address of the passed connection: %m");
-        slot = conn_slot_take(s->shared, &peer);
+        slot = conn_slot_take(s->shared, &peer, NULL);
         if (!slot)
                 return log_error_errno(EBUSY, "No room for the passed connection");
 

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "duration.h"
 #include "shared.h"
+#include "source.h"
 
 #define SLOT_NONE UINT32_MAX
 
@@ -26,16 +30,63 @@ static size_t shared_size(uint32_t nslots) {
         return sizeof(struct shared) + (size_t) nslots * sizeof(struct conn_slot);
 }
 
+/* The hash seed of the per-source tables.  Without the entropy pool (very
+ * early boot) a weaker seed is better than not starting. */
+static uint64_t random_seed(void) {
+        uint64_t seed;
+
+        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == sizeof(seed))
+                return seed;
+        return now_usec_realtime() ^ ((uint64_t) getpid() << 32) ^ (uint64_t) (uintptr_t) &seed;
+}
+
+static void limits_free(struct source_limits *l) {
+        if (!l)
+                return;
+        source_table_free(l->tcp);
+        rate_table_free(l->udp);
+        pthread_mutex_destroy(&l->udp_lock);
+        free(l);
+}
+
+/* The TCP table has room for a source per slot: it cannot fill. */
+static int limits_new(uint32_t nslots, struct source_limits **ret) {
+        struct source_limits *l = calloc(1, sizeof(*l));
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        pthread_mutex_init(&l->udp_lock, NULL);
+        r = source_table_new(nslots, random_seed(), &l->tcp);
+        if (r >= 0)
+                r = rate_table_new(RATE_TABLE_SETS, random_seed(), &l->udp);
+        if (r < 0) {
+                limits_free(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
 int shared_new(uint32_t nslots, struct shared **ret) {
         pthread_mutexattr_t attr;
+        struct source_limits *limits;
         struct shared *sh;
+        int r;
+
+        r = limits_new(nslots, &limits);
+        if (r < 0)
+                return r;
 
         /* MAP_SHARED so forked workers write into the same counters;
          * MAP_NORESERVE so unused slots cost neither RSS nor commit charge. */
         sh = mmap(NULL, shared_size(nslots), PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (sh == MAP_FAILED)
-                return -errno;
+        if (sh == MAP_FAILED) {
+                r = -errno;
+                limits_free(limits);
+                return r;
+        }
 
         pthread_mutexattr_init(&attr);
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -43,6 +94,7 @@ int shared_new(uint32_t nslots, struct shared **ret) {
         pthread_mutexattr_destroy(&attr);
 
         sh->nslots = nslots;
+        sh->limits = limits;
         sh->free_head = SLOT_NONE;
         /* Slots are handed out lowest index first and only linked into the
          * free list once released, so pages are touched as the table grows. */
@@ -52,8 +104,10 @@ int shared_new(uint32_t nslots, struct shared **ret) {
 }
 
 void shared_free(struct shared *sh) {
-        if (sh)
-                munmap(sh, shared_size(sh->nslots));
+        if (!sh)
+                return;
+        limits_free(sh->limits);
+        munmap(sh, shared_size(sh->nslots));
 }
 
 static struct conn_slot *slot_pop(struct shared *sh) {
@@ -71,23 +125,59 @@ static struct conn_slot *slot_pop(struct shared *sh) {
         return slot;
 }
 
-/* A free slot under max_connections, counted active; NULL (counted as
- * rejected) when there is none. */
-static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_union *peer) {
+static void slot_push(struct shared *sh, struct conn_slot *slot) {
+        slot->next_free = sh->free_head;
+        sh->free_head = slot->index;
+}
+
+/* Under sh->lock: a slot for a connection from source k, or NULL with the
+ * reason in *why. */
+static struct conn_slot *slot_admit(struct shared *sh, const struct source_key *k, enum reject_reason *why) {
         unsigned max = atomic_load_explicit(&sh->max_connections, memory_order_relaxed);
-        struct conn_slot *slot = NULL;
+        unsigned per_source = atomic_load_explicit(&sh->tcp_per_source, memory_order_relaxed);
+        struct conn_slot *slot;
+
+        *why = REJECT_CONNECTIONS;
+        if (atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >= max)
+                return NULL;
+        if (per_source > 0 && source_count(sh->limits->tcp, k) >= per_source) {
+                *why = REJECT_PER_SOURCE;
+                return NULL;
+        }
+        slot = slot_pop(sh);
+        if (!slot)
+                return NULL;
+        /* Cannot fail, the table has room for a source per slot; should it
+         * all the same, the connection is refused rather than not counted. */
+        if (source_add(sh->limits->tcp, k) < 0) {
+                slot_push(sh, slot);
+                return NULL;
+        }
+        atomic_fetch_add_explicit(&sh->tcp_active, 1, memory_order_relaxed);
+        return slot;
+}
+
+/* A slot under every limit, counted active; NULL (counted as rejected, the
+ * reason in *why if not NULL) when there is none. */
+static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_union *peer,
+                                    enum reject_reason *why) {
+        struct source_key key = source_key_of(peer);
+        enum reject_reason reason;
+        struct conn_slot *slot;
 
         pthread_mutex_lock(&sh->lock);
-        if (atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) < max)
-                slot = slot_pop(sh);
-        if (slot)
-                atomic_fetch_add_explicit(&sh->tcp_active, 1, memory_order_relaxed);
+        slot = slot_admit(sh, &key, &reason);
         pthread_mutex_unlock(&sh->lock);
 
-        if (!slot)
+        if (!slot) {
                 COUNTER_ADD(sh, tcp_rejected, 1);
-        else
-                slot->peer = *peer;
+                if (reason == REJECT_PER_SOURCE)
+                        COUNTER_ADD(sh, tcp_rejected_per_source, 1);
+                if (why)
+                        *why = reason;
+                return NULL;
+        }
+        slot->peer = *peer;
         return slot;
 }
 
@@ -104,8 +194,9 @@ static void slot_publish(struct conn_slot *slot, uint64_t id, uint64_t start_rea
         atomic_store_explicit(&slot->id, id, memory_order_release);
 }
 
-struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer) {
-        struct conn_slot *slot = slot_claim(sh, peer);
+struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer,
+                                 enum reject_reason *why) {
+        struct conn_slot *slot = slot_claim(sh, peer, why);
 
         if (!slot)
                 return NULL;
@@ -117,8 +208,8 @@ struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *
 
 struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
                                    uint64_t start_realtime_usec, uint64_t start_usec,
-                                   uint64_t bytes_in, uint64_t bytes_out) {
-        struct conn_slot *slot = slot_claim(sh, peer);
+                                   uint64_t bytes_in, uint64_t bytes_out, enum reject_reason *why) {
+        struct conn_slot *slot = slot_claim(sh, peer, why);
         uint_fast64_t next = atomic_load(&sh->next_conn_id);
 
         if (!slot)
@@ -133,6 +224,7 @@ struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union s
 
 void conn_slot_release(struct shared *sh, struct conn_slot *slot) {
         int reason = atomic_load_explicit(&slot->close_reason, memory_order_relaxed);
+        struct source_key key = source_key_of(&slot->peer);
 
         if (reason < 0 || reason >= _CLOSE_MAX)
                 reason = CLOSE_ERROR;
@@ -140,8 +232,8 @@ void conn_slot_release(struct shared *sh, struct conn_slot *slot) {
         atomic_store_explicit(&slot->id, 0, memory_order_release);
 
         pthread_mutex_lock(&sh->lock);
-        slot->next_free = sh->free_head;
-        sh->free_head = slot->index;
+        source_remove(sh->limits->tcp, &key);
+        slot_push(sh, slot);
         atomic_fetch_sub_explicit(&sh->tcp_active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&sh->lock);
 }

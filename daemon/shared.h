@@ -31,7 +31,8 @@ enum close_reason {
 
 struct counters {
         atomic_uint_fast64_t tcp_accepted;
-        atomic_uint_fast64_t tcp_rejected;       /* over max_connections/max_workers */
+        atomic_uint_fast64_t tcp_rejected;       /* over any limit, tcp_rejected_per_source included */
+        atomic_uint_fast64_t tcp_rejected_per_source; /* over limits.tcp_per_source */
         atomic_uint_fast64_t tcp_resumed;        /* taken over from the previous instance */
         atomic_uint_fast64_t tcp_closed[_CLOSE_MAX];
         atomic_uint_fast64_t tcp_bytes_in;
@@ -41,6 +42,8 @@ struct counters {
         atomic_uint_fast64_t udp_bytes_out;
         atomic_uint_fast64_t udp_truncated;
         atomic_uint_fast64_t udp_send_errors;
+        atomic_uint_fast64_t udp_rate_limited;   /* received, not answered: over limits.udp_rate */
+        atomic_uint_fast64_t udp_loop_dropped;   /* received, not answered: loop guard */
         atomic_uint_fast64_t invalid_utf8;       /* bytes passed through unmapped */
         atomic_uint_fast64_t workers_died;       /* process model: children killed */
         atomic_uint_fast64_t log_suppressed;     /* client log entries rate limited */
@@ -62,10 +65,42 @@ struct conn_slot {
         uint32_t next_free;                      /* free list link, owner side only */
 };
 
+/* Why conn_slot_take() refused a connection. */
+enum reject_reason {
+        REJECT_CONNECTIONS,             /* max_connections, max_workers, the table */
+        REJECT_PER_SOURCE,              /* limits.tcp_per_source */
+};
+
+struct source_table;
+struct rate_table;
+
+/* At least CONFIG_MAX_LISTEN (checked in udp.c). */
+#define SHARED_UDP_PORTS_MAX 16
+
+/* The per-source tables (source.h).  Unlike the rest of struct shared they
+ * are ordinary heap memory of the daemon's main process, only pointed to
+ * from the shared area, because only threads of the main process use them:
+ * conn_slot_take() and conn_slot_release() run there in every model (in the
+ * process model the parent admits each connection and releases it when it
+ * reaps the child), and only the main process serves UDP.  A forked child's
+ * copy is never used. */
+struct source_limits {
+        struct source_table *tcp;                /* under shared.lock */
+        pthread_mutex_t udp_lock;                /* taken once per UDP batch */
+        struct rate_table *udp;                  /* under udp_lock */
+        uint16_t udp_own_ports[SHARED_UDP_PORTS_MAX]; /* set at start, read-only after */
+        size_t n_udp_own_ports;
+};
+
 struct shared {
         struct counters c;
         atomic_uint_fast64_t timeout_usec[_TIMEOUT_MAX];   /* live, 0 = off */
         atomic_uint max_connections;                        /* live */
+        atomic_uint tcp_per_source;                         /* live, 0 = no limit */
+        atomic_uint udp_rate;                               /* live, 0 = no limit */
+        atomic_uint udp_burst;                              /* live */
+        atomic_bool udp_loop_guard;                         /* live */
+        struct source_limits *limits;
         atomic_uint tcp_active;
         atomic_bool stopping;                    /* graceful stop: flush and close */
         atomic_bool aborting;                    /* shutdown timeout hit: close now */
@@ -86,15 +121,20 @@ int shared_new(uint32_t nslots, struct shared **ret);
 void shared_free(struct shared *sh);
 
 /* Takes a slot for a new connection from peer, or returns NULL when
- * max_connections (or the table) is full; then tcp_rejected is counted. */
-struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer);
+ * max_connections (or the table) is full or peer's source (source.h) has
+ * tcp_per_source connections already; then tcp_rejected (and
+ * tcp_rejected_per_source) is counted and, if why is not NULL, *why says
+ * which.  The global limit is checked first. */
+struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer,
+                                 enum reject_reason *why);
 /* Takes a slot for a connection the previous instance handed over, keeping
- * its id, times and counters; counted as resumed, not accepted.  NULL when
- * max_connections is full. */
+ * its id, times and counters; counted as resumed, not accepted.  NULL (and
+ * *why set, as for conn_slot_take()) when a limit is reached. */
 struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
                                    uint64_t start_realtime_usec, uint64_t start_usec,
-                                   uint64_t bytes_in, uint64_t bytes_out);
-/* Releases a slot: counts its close reason, decrements tcp_active. */
+                                   uint64_t bytes_in, uint64_t bytes_out, enum reject_reason *why);
+/* Releases a slot: counts its close reason, decrements tcp_active and the
+ * count of its source. */
 void conn_slot_release(struct shared *sh, struct conn_slot *slot);
 
 /* Records traffic on a connection (and the global TCP counters). */

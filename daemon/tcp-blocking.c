@@ -236,15 +236,16 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
 }
 
 static void tcp_admit(const struct tcp_acceptor *a, int fd, const union sockaddr_union *peer) {
+        enum reject_reason why = REJECT_CONNECTIONS;
         struct conn_slot *slot = NULL;
 
         if (a->workers(a->userdata) < a->max_workers)
-                slot = conn_slot_take(a->shared, peer);
+                slot = conn_slot_take(a->shared, peer, &why);
         else
                 COUNTER_ADD(a->shared, tcp_rejected, 1);
         if (!slot) {
                 close(fd);
-                log_rejected(peer);
+                log_rejected(peer, why);
                 return;
         }
         log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);

@@ -4,10 +4,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "config.h"
+#include "duration.h"
 #include "log.h"
 #include "shared.h"
+#include "source.h"
 #include "udp.h"
 #include "upcase.h"
+
+_Static_assert(CONFIG_MAX_LISTEN <= SHARED_UDP_PORTS_MAX, "room for every UDP socket's port");
 
 #define UDP_BATCH 32
 /* Largest datagram we read; anything longer is cut by the kernel (MSG_TRUNC). */
@@ -21,6 +26,7 @@ struct udp_batch {
         struct mmsghdr in_msgs[UDP_BATCH];
         struct iovec in_iov[UDP_BATCH];
         union sockaddr_union peers[UDP_BATCH];
+        enum udp_drop drop[UDP_BATCH];
         struct mmsghdr out_msgs[UDP_BATCH];
         struct iovec out_iov[UDP_BATCH];
         uint8_t *in;            /* UDP_BATCH * UDP_RECV_MAX */
@@ -92,6 +98,72 @@ static void udp_log(const union sockaddr_union *peer, size_t in, size_t out) {
         log_client(&ev);
 }
 
+/* Counted, and logged through the client log rate limit like every
+ * datagram: a flood costs the journal no more than the limit. */
+static void udp_drop(struct shared *sh, const union sockaddr_union *peer, size_t in, enum udp_drop why) {
+        struct client_event ev = {
+                .kind = CLIENT_UDP_DROPPED,
+                .peer = *peer,
+                .bytes_in = in,
+                .drop = why,
+        };
+
+        if (why == UDP_DROP_RATE)
+                COUNTER_ADD(sh, udp_rate_limited, 1);
+        else
+                COUNTER_ADD(sh, udp_loop_dropped, 1);
+        log_client(&ev);
+}
+
+int udp_set_own_ports(struct shared *sh, const int *fds, size_t n) {
+        struct source_limits *l = sh->limits;
+
+        if (n > SHARED_UDP_PORTS_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < n; i++) {
+                union sockaddr_union sa;
+                socklen_t len = sizeof(sa);
+
+                if (getsockname(fds[i], &sa.sa, &len) < 0)
+                        return -errno;
+                l->udp_own_ports[i] = addr_port(&sa);
+        }
+        l->n_udp_own_ports = n;
+        return 0;
+}
+
+/* The rate limit for peers[i] where drop[i] is still UDP_DROP_NONE, under
+ * the rate table's lock, taken once for the whole batch. */
+static void udp_rate_limit(struct udp_batch *b, int n, unsigned rate, unsigned burst) {
+        struct source_limits *l = b->shared->limits;
+        uint64_t now_ns = now_usec_monotonic() * 1000;
+
+        pthread_mutex_lock(&l->udp_lock);
+        rate_table_configure(l->udp, rate, burst);
+        for (int i = 0; i < n; i++) {
+                struct source_key k = source_key_of(&b->peers[i]);
+
+                if (b->drop[i] == UDP_DROP_NONE && !rate_table_take(l->udp, &k, now_ns))
+                        b->drop[i] = UDP_DROP_RATE;
+        }
+        pthread_mutex_unlock(&l->udp_lock);
+}
+
+/* Decides, for each datagram of the batch, whether it is answered. */
+static void udp_filter(struct udp_batch *b, int n) {
+        struct shared *sh = b->shared;
+        const struct source_limits *l = sh->limits;
+        bool guard = atomic_load_explicit(&sh->udp_loop_guard, memory_order_relaxed);
+        unsigned rate = atomic_load_explicit(&sh->udp_rate, memory_order_relaxed);
+        unsigned burst = atomic_load_explicit(&sh->udp_burst, memory_order_relaxed);
+
+        for (int i = 0; i < n; i++)
+                b->drop[i] = guard ? udp_guard_check(addr_port(&b->peers[i]), l->udp_own_ports,
+                                                     l->n_udp_own_ports) : UDP_DROP_NONE;
+        if (rate > 0)
+                udp_rate_limit(b, n, rate, burst);
+}
+
 int udp_serve(struct udp_batch *b, int fd) {
         struct shared *sh = b->shared;
         unsigned nout = 0;
@@ -105,10 +177,16 @@ int udp_serve(struct udp_batch *b, int fd) {
         if (n < 0)
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 
+        udp_filter(b, n);
         for (int i = 0; i < n; i++) {
                 size_t len = b->in_msgs[i].msg_len, outlen;
                 uint8_t *out;
 
+                COUNTER_ADD(sh, udp_bytes_in, len);
+                if (b->drop[i] != UDP_DROP_NONE) {
+                        udp_drop(sh, &b->peers[i], len, b->drop[i]);
+                        continue;
+                }
                 if (off + UPCASE_OUT_MAX(len) > UDP_ARENA) {
                         udp_send_batch(b, fd, nout);
                         nout = 0;
@@ -129,7 +207,6 @@ int udp_serve(struct udp_batch *b, int fd) {
                 };
                 nout++;
                 off += outlen;
-                COUNTER_ADD(sh, udp_bytes_in, len);
                 udp_log(&b->peers[i], len, outlen);
         }
         udp_send_batch(b, fd, nout);

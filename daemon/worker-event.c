@@ -425,11 +425,12 @@ static struct conn *conn_attach(struct loop *l, int fd, struct conn_slot *slot) 
 }
 
 static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
-        struct conn_slot *slot = conn_slot_take(l->shared, peer);
+        enum reject_reason why;
+        struct conn_slot *slot = conn_slot_take(l->shared, peer, &why);
 
         if (!slot) {
                 close(fd);
-                log_rejected(peer);
+                log_rejected(peer, why);
                 return;
         }
         if (conn_attach(l, fd, slot))

@@ -192,7 +192,12 @@ def config_text(port, control, **kw):
     """The libconfig text for a daemon on 127.0.0.1:port.  Keyword arguments
     override single settings: tcp/udp (lists of "ADDR:PORT"), backlog,
     model, threads, max_connections, max_workers, idle, write, shutdown,
-    clients, rate, burst; extra= appended verbatim."""
+    clients, rate, burst, tcp_per_source, udp_rate, udp_burst,
+    udp_loop_guard; extra= appended verbatim.
+
+    The per-source limits are off unless asked for: every test client comes
+    from 127.0.0.1, and tests about something else must not trip over
+    them (test_source_limits.py is about them)."""
     tcp = kw.get("tcp", ["127.0.0.1:%d" % port])
     udp = kw.get("udp", ["127.0.0.1:%d" % port])
 
@@ -211,6 +216,9 @@ def config_text(port, control, **kw):
         % (kw.get("idle", "300s"), kw.get("write", "30s"), kw.get("shutdown", "10s")),
         "log: { clients = %s; rate = %d; burst = %d; };"
         % ("true" if kw.get("clients", True) else "false", kw.get("rate", 0), kw.get("burst", 200)),
+        "limits: { tcp_per_source = %d; udp_rate = %d; udp_burst = %d; udp_loop_guard = %s; };"
+        % (kw.get("tcp_per_source", 0), kw.get("udp_rate", 0), kw.get("udp_burst", 200),
+           "true" if kw.get("udp_loop_guard", True) else "false"),
     ]
     if kw.get("extra"):
         lines.append(kw["extra"])

@@ -12,6 +12,7 @@ int main(void) {
         srunner_add_suite(sr, config_suite());
         srunner_add_suite(sr, log_suite());
         srunner_add_suite(sr, shared_suite());
+        srunner_add_suite(sr, source_suite());
         srunner_add_suite(sr, control_suite());
         srunner_add_suite(sr, ctl_suite());
         srunner_add_suite(sr, client_suite());

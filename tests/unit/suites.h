@@ -8,6 +8,7 @@ Suite *addr_suite(void);
 Suite *config_suite(void);
 Suite *log_suite(void);
 Suite *shared_suite(void);
+Suite *source_suite(void);
 Suite *control_suite(void);
 Suite *ctl_suite(void);
 Suite *client_suite(void);

@@ -101,6 +101,10 @@ static void assert_config_eq(const struct config *a, const struct config *b) {
         ck_assert_int_eq(a->log_clients, b->log_clients);
         ck_assert_uint_eq(a->log_rate, b->log_rate);
         ck_assert_uint_eq(a->log_burst, b->log_burst);
+        ck_assert_uint_eq(a->tcp_per_source, b->tcp_per_source);
+        ck_assert_uint_eq(a->udp_rate, b->udp_rate);
+        ck_assert_uint_eq(a->udp_burst, b->udp_burst);
+        ck_assert_int_eq(a->udp_loop_guard, b->udp_loop_guard);
 }
 
 /* ---- defaults and the shipped file ---------------------------------- */
@@ -129,6 +133,10 @@ START_TEST(test_defaults) {
         ck_assert(c.log_clients);
         ck_assert_uint_eq(c.log_rate, 100);
         ck_assert_uint_eq(c.log_burst, 200);
+        ck_assert_uint_eq(c.tcp_per_source, 64);
+        ck_assert_uint_eq(c.udp_rate, 100);
+        ck_assert_uint_eq(c.udp_burst, 200);
+        ck_assert(c.udp_loop_guard);
         ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
 }
 END_TEST
@@ -143,7 +151,7 @@ START_TEST(test_empty) {
         assert_config_eq(&c, &defaults);
 
         memset(&c, 0x5a, sizeof(c));
-        load_ok("# nothing\nlisten: {};\ncontrol: {};\nworkers: {};\ntimeouts: {};\nlog: {};\n", &c);
+        load_ok("# nothing\nlisten: {};\ncontrol: {};\nworkers: {};\ntimeouts: {};\nlog: {};\nlimits: {};\n", &c);
         assert_config_eq(&c, &defaults);
 }
 END_TEST
@@ -172,6 +180,7 @@ START_TEST(test_shipped_complete) {
                 "workers.model", "workers.threads", "workers.max_connections", "workers.max_workers",
                 "timeouts.idle", "timeouts.write", "timeouts.shutdown",
                 "log.clients", "log.rate", "log.burst",
+                "limits.tcp_per_source", "limits.udp_rate", "limits.udp_burst", "limits.udp_loop_guard",
         };
         char path[PATH_MAX];
         config_t cfg;
@@ -220,6 +229,12 @@ START_TEST(test_all_settings) {
                 "  clients = false;\n"
                 "  rate = 0;\n"
                 "  burst = 1;\n"
+                "};\n"
+                "limits: {\n"
+                "  tcp_per_source = 65536;\n"
+                "  udp_rate = 1000000;\n"
+                "  udp_burst = 1;\n"
+                "  udp_loop_guard = false;\n"
                 "};\n", &c);
 
         ck_assert_uint_eq(c.n_tcp, 4);
@@ -243,6 +258,26 @@ START_TEST(test_all_settings) {
         ck_assert(!c.log_clients);
         ck_assert_uint_eq(c.log_rate, 0);
         ck_assert_uint_eq(c.log_burst, 1);
+        ck_assert_uint_eq(c.tcp_per_source, 65536);
+        ck_assert_uint_eq(c.udp_rate, 1000000);
+        ck_assert_uint_eq(c.udp_burst, 1);
+        ck_assert(!c.udp_loop_guard);
+}
+END_TEST
+
+/* 0 turns the two limits off; the guard can be turned off alone. */
+START_TEST(test_limits_off) {
+        struct config c;
+
+        load_ok("limits: { tcp_per_source = 0; udp_rate = 0; };\n", &c);
+        ck_assert_uint_eq(c.tcp_per_source, 0);
+        ck_assert_uint_eq(c.udp_rate, 0);
+        ck_assert_uint_eq(c.udp_burst, 200);
+        ck_assert(c.udp_loop_guard);
+        load_ok("limits: { udp_loop_guard = false; };\n", &c);
+        ck_assert_uint_eq(c.tcp_per_source, 64);
+        ck_assert_uint_eq(c.udp_rate, 100);
+        ck_assert(!c.udp_loop_guard);
 }
 END_TEST
 
@@ -393,7 +428,7 @@ static const struct {
 
         /* Unknown names. */
         { "listen: {};\n\nlsiten: {};\n", 3,
-          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log)" },
+          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log, limits)" },
         { "backlog = 5;\n", 1, "backlog: unknown group" },
         { "listen: {\n  tcp = [];\n  bakclog = 5;\n};\n", 3,
           "listen.bakclog: unknown setting (listen has: tcp, udp, backlog)" },
@@ -479,6 +514,22 @@ static const struct {
         { "log: {\n  rate = -1;\n};\n", 2, "log.rate: -1 is out of range (expected 0..1000000)" },
         { "log: {\n  rate = 1000001;\n};\n", 2, "log.rate: 1000001 is out of range" },
         { "log: {\n  burst = 0;\n};\n", 2, "log.burst: 0 is out of range (expected 1..1000000)" },
+
+        /* limits */
+        { "limits: {\n  tcp_per_source = 65537;\n};\n", 2,
+          "limits.tcp_per_source: 65537 is out of range (expected 0..65536)" },
+        { "limits: {\n  tcp_per_source = -1;\n};\n", 2, "limits.tcp_per_source: -1 is out of range" },
+        { "limits: {\n  tcp_per_source = \"64\";\n};\n", 2,
+          "limits.tcp_per_source: expected an integer, got a string" },
+        { "limits: {\n  udp_rate = 1000001;\n};\n", 2, "limits.udp_rate: 1000001 is out of range (expected 0..1000000)" },
+        { "limits: {\n  udp_rate = 1.5;\n};\n", 2,
+          "limits.udp_rate: expected an integer, got a number with a fraction" },
+        { "limits: {\n  udp_rate = 0;\n\n  udp_burst = 0;\n};\n", 4,
+          "limits.udp_burst: 0 is out of range (expected 1..1000000)" },
+        { "limits: {\n  udp_loop_guard = 1;\n};\n", 2, "limits.udp_loop_guard: expected true or false, got an integer" },
+        { "limits: {\n  udp_rates = 5;\n};\n", 2,
+          "limits.udp_rates: unknown setting (limits has: tcp_per_source, udp_rate, udp_burst, udp_loop_guard)" },
+        { "limits = 64;\n", 1, "limits: expected a group" },
 
         /* Only the first error is reported. */
         { "listen: {\n  backlog = 0;\n  tcp = [ \"x\" ];\n};\nfoo: {};\n", 2, "listen.backlog:" },
@@ -584,6 +635,15 @@ START_TEST(test_validate) {
         config_defaults(&c);
         c.n_udp = 0;
         ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
+
+        config_defaults(&c);
+        c.udp_burst = 0;
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_str_eq(err, "limits.udp_burst is 0, expected 1..1000000");
+        c.udp_burst = 1;
+        c.tcp_per_source = 65537;
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_str_eq(err, "limits.tcp_per_source is 65537, expected 0..65536");
 
         config_defaults(&c);
         c.threads = 65;
@@ -693,6 +753,7 @@ Suite *config_suite(void) {
         tcase_add_test(tc, test_shipped);
         tcase_add_test(tc, test_shipped_complete);
         tcase_add_test(tc, test_all_settings);
+        tcase_add_test(tc, test_limits_off);
         tcase_add_test(tc, test_partial);
         tcase_add_test(tc, test_models);
         tcase_add_test(tc, test_modes);

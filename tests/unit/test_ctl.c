@@ -33,7 +33,8 @@ static const char stats_reply[] =
         "uptime_seconds 11525.3\n"
         "tcp.active 3\n"
         "tcp.accepted 10\n"
-        "tcp.rejected 0\n"
+        "tcp.rejected 3\n"
+        "tcp.rejected_per_source 2\n"
         "tcp.closed_eof 5\n"
         "tcp.closed_idle 2\n"
         "tcp.bytes_in 1536\n"
@@ -43,12 +44,18 @@ static const char stats_reply[] =
         "udp.bytes_out 3145728\n"
         "udp.truncated 1\n"
         "udp.send_errors 0\n"
+        "udp.rate_limited 12\n"
+        "udp.loop_dropped 1\n"
         "invalid_utf8 4\n"
         "workers_died 0\n"
         "log.suppressed 0\n"
         "timeouts.idle 300\n"
         "timeouts.write 0.25\n"
         "timeouts.shutdown 0\n"
+        "limits.tcp_per_source 64\n"
+        "limits.udp_rate 100\n"
+        "limits.udp_burst 200\n"
+        "limits.udp_loop_guard yes\n"
         "OK\n";
 
 static const char status_reply[] =
@@ -469,12 +476,14 @@ START_TEST(test_json_stats) {
 
         ck_assert_str_eq(json,
                          "{\"version\":\"0.1.0\",\"pid\":4242,\"model\":\"event\",\"uptime_seconds\":11525.3,"
-                         "\"tcp\":{\"active\":3,\"accepted\":10,\"rejected\":0,\"closed_eof\":5,\"closed_idle\":2,"
-                         "\"bytes_in\":1536,\"bytes_out\":100},"
+                         "\"tcp\":{\"active\":3,\"accepted\":10,\"rejected\":3,\"rejected_per_source\":2,"
+                         "\"closed_eof\":5,\"closed_idle\":2,\"bytes_in\":1536,\"bytes_out\":100},"
                          "\"udp\":{\"datagrams\":7,\"bytes_in\":70,\"bytes_out\":3145728,\"truncated\":1,"
-                         "\"send_errors\":0},"
+                         "\"send_errors\":0,\"rate_limited\":12,\"loop_dropped\":1},"
                          "\"invalid_utf8\":4,\"workers_died\":0,\"log\":{\"suppressed\":0},"
-                         "\"timeouts\":{\"idle\":300,\"write\":0.25,\"shutdown\":0}}\n");
+                         "\"timeouts\":{\"idle\":300,\"write\":0.25,\"shutdown\":0},"
+                         "\"limits\":{\"tcp_per_source\":64,\"udp_rate\":100,\"udp_burst\":200,"
+                         "\"udp_loop_guard\":true}}\n");
         assert_valid_json(json);
 }
 END_TEST
@@ -631,6 +640,15 @@ START_TEST(test_prometheus_stats) {
                 "uppercased_udp_datagrams_total 7\n",
                 "uppercased_udp_bytes_sent_total 3145728\n",
                 "uppercased_udp_truncated_total 1\n",
+                "uppercased_tcp_connections_rejected_total 3\n",
+                "# TYPE uppercased_tcp_connections_rejected_per_source_total counter\n"
+                "uppercased_tcp_connections_rejected_per_source_total 2\n",
+                "# TYPE uppercased_udp_rate_limited_total counter\nuppercased_udp_rate_limited_total 12\n",
+                "# TYPE uppercased_udp_loop_dropped_total counter\nuppercased_udp_loop_dropped_total 1\n",
+                "# TYPE uppercased_limit_tcp_per_source gauge\nuppercased_limit_tcp_per_source 64\n",
+                "# TYPE uppercased_limit_udp_rate gauge\nuppercased_limit_udp_rate 100\n",
+                "# TYPE uppercased_limit_udp_burst gauge\nuppercased_limit_udp_burst 200\n",
+                "# TYPE uppercased_limit_udp_loop_guard gauge\nuppercased_limit_udp_loop_guard 1\n",
                 "uppercased_invalid_utf8_bytes_total 4\n",
                 "uppercased_timeout_seconds{name=\"idle\"} 300\n"
                 "uppercased_timeout_seconds{name=\"write\"} 0.25\n"
@@ -661,6 +679,11 @@ START_TEST(test_prometheus_escaping) {
         free(text);
         /* A value that is no number is a malformed reply, not a bad line. */
         render(ctl_prometheus_stats, "tcp.active lots\nOK\n", &e);
+        ck_assert_int_eq(e, -EBADMSG);
+        /* A switch is 1 or 0; anything else is malformed too. */
+        ck_assert_ptr_nonnull(strstr(render_ok(ctl_prometheus_stats, "limits.udp_loop_guard no\nOK\n"),
+                                     "\nuppercased_limit_udp_loop_guard 0\n"));
+        render(ctl_prometheus_stats, "limits.udp_loop_guard maybe\nOK\n", &e);
         ck_assert_int_eq(e, -EBADMSG);
 }
 END_TEST
@@ -753,7 +776,8 @@ START_TEST(test_human_stats) {
                          "TCP\n"
                          "  active connections            3\n"
                          "  accepted                     10\n"
-                         "  rejected                      0\n"
+                         "  rejected                      3\n"
+                         "  rejected per source           2\n"
                          "  closed (eof)                  5\n"
                          "  closed (idle)                 2\n"
                          "  received                   1536 B  (1.5 KiB)\n"
@@ -765,6 +789,8 @@ START_TEST(test_human_stats) {
                          "  sent                    3145728 B  (3.0 MiB)\n"
                          "  truncated replies             1\n"
                          "  send errors                   0\n"
+                         "  rate limited                 12\n"
+                         "  dropped (loop guard)          1\n"
                          "\n"
                          "Other\n"
                          "  invalid UTF-8 bytes           4\n"
@@ -774,7 +800,22 @@ START_TEST(test_human_stats) {
                          "Timeouts\n"
                          "  idle                        300 s\n"
                          "  write                      0.25 s\n"
-                         "  shutdown                    off\n");
+                         "  shutdown                    off\n"
+                         "\n"
+                         "Limits\n"
+                         "  TCP per source               64\n"
+                         "  UDP rate per source         100 /s\n"
+                         "  UDP burst per source        200\n"
+                         "  UDP loop guard               on\n");
+        /* Limits off. */
+        ck_assert_str_eq(render_ok(ctl_human_stats, "limits.tcp_per_source 0\nlimits.udp_rate 0\n"
+                                   "limits.udp_loop_guard no\nOK\n"),
+                         "uppercased ?, pid ?, ? model, up ?\n"
+                         "\n"
+                         "Limits\n"
+                         "  TCP per source       off\n"
+                         "  UDP rate per source  off\n"
+                         "  UDP loop guard       off\n");
 }
 END_TEST
 

@@ -390,7 +390,7 @@ START_TEST(test_slot_resume) {
 
         ck_assert_int_eq(shared_new(4, &sh), 0);
         atomic_store(&sh->max_connections, 2);
-        a = conn_slot_resume(sh, 500, &peer, 11, 22, 33, 44);
+        a = conn_slot_resume(sh, 500, &peer, 11, 22, 33, 44, NULL);
         ck_assert_ptr_nonnull(a);
         ck_assert_uint_eq(atomic_load(&a->id), 500);
         ck_assert_uint_eq(a->start_realtime_usec, 11);
@@ -400,9 +400,9 @@ START_TEST(test_slot_resume) {
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_resumed), 1);
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_accepted), 0);
         /* New connections are numbered after the resumed ones. */
-        b = conn_slot_take(sh, &peer);
+        b = conn_slot_take(sh, &peer, NULL);
         ck_assert_uint_eq(atomic_load(&b->id), 501);
-        ck_assert_ptr_null(conn_slot_resume(sh, 9, &peer, 0, 0, 0, 0));
+        ck_assert_ptr_null(conn_slot_resume(sh, 9, &peer, 0, 0, 0, 0, NULL));
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), 1);
         atomic_store(&a->close_reason, CLOSE_HANDOVER);
         conn_slot_release(sh, a);

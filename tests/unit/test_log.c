@@ -149,6 +149,72 @@ START_TEST(test_fields_tcp_rejected) {
 }
 END_TEST
 
+START_TEST(test_fields_tcp_rejected_per_source) {
+        struct client_event ev = event(CLIENT_TCP_REJECTED, AF_INET, "192.0.2.7");
+
+        ev.reject = REJECT_PER_SOURCE;
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 rejected: per-source limit reached",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp");
+}
+END_TEST
+
+START_TEST(test_fields_udp_dropped) {
+        static const struct {
+                enum udp_drop why;
+                const char *message;
+        } cases[] = {
+                { UDP_DROP_RATE, "MESSAGE=udp datagram from 192.0.2.7 port 40512 dropped: rate limit" },
+                { UDP_DROP_PRIVILEGED_PORT,
+                  "MESSAGE=udp datagram from 192.0.2.7 port 40512 dropped: loop guard (privileged source port)" },
+                { UDP_DROP_OWN_PORT,
+                  "MESSAGE=udp datagram from 192.0.2.7 port 40512 dropped: loop guard (source is our own port)" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct client_event ev = event(CLIENT_UDP_DROPPED, AF_INET6, "::ffff:192.0.2.7");
+
+                ev.drop = cases[i].why;
+                ASSERT_FIELDS(&ev,
+                              cases[i].message,
+                              "PRIORITY=6",
+                              "REMOTE_ADDR=192.0.2.7",
+                              "REMOTE_PORT=40512",
+                              "PROTOCOL=udp",
+                              "BYTES_IN=12");
+        }
+}
+END_TEST
+
+/* Rejections and drops go through the client rate limit like every
+ * client entry: a flood cannot flood the log. */
+START_TEST(test_drops_rate_limited) {
+        struct client_event drop = event(CLIENT_UDP_DROPPED, AF_INET, "192.0.2.7");
+        union sockaddr_union p = peer(AF_INET, "192.0.2.8", 5);
+        struct capture c;
+        char *out;
+
+        log_reset();
+        log_set_client_limits(true, 1, 2);
+        capture_start(&c);
+        for (int i = 0; i < 50; i++) {
+                log_client(&drop);
+                log_rejected(&p, REJECT_PER_SOURCE);
+        }
+        log_flush_suppressed();
+        out = capture_end(&c);
+        ck_assert_str_eq(out,
+                         "udp datagram from 192.0.2.7 port 40512 dropped: rate limit\n"
+                         "tcp connection from 192.0.2.8 port 5 rejected: per-source limit reached\n"
+                         "suppressed 98 client log entries\n");
+        free(out);
+        log_reset();
+}
+END_TEST
+
 START_TEST(test_fields_tcp_close_ipv6) {
         struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6, "2001:db8::1");
 
@@ -678,6 +744,8 @@ Suite *log_suite(void) {
 
         tcase_add_test(fields, test_fields_tcp_open_ipv4);
         tcase_add_test(fields, test_fields_tcp_rejected);
+        tcase_add_test(fields, test_fields_tcp_rejected_per_source);
+        tcase_add_test(fields, test_fields_udp_dropped);
         tcase_add_test(fields, test_fields_tcp_close_ipv6);
         tcase_add_test(fields, test_fields_tcp_close_mapped);
         tcase_add_test(fields, test_fields_tcp_open_ipv6_and_mapped);
@@ -700,6 +768,7 @@ Suite *log_suite(void) {
         tcase_add_test(output, test_suppressed_summary);
         tcase_add_test(output, test_same_limits_do_not_refill);
         tcase_add_test(output, test_client_disabled);
+        tcase_add_test(output, test_drops_rate_limited);
         tcase_add_test(output, test_fork_child_has_no_pending_summary);
         tcase_add_test(output, test_threads_lines_intact);
         tcase_add_test(output, test_threads_rate_limited);

@@ -2,11 +2,13 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shared.h"
+#include "source.h"
 #include "suites.h"
 
 static union sockaddr_union peer_v4(const char *ip, uint16_t port) {
@@ -14,6 +16,19 @@ static union sockaddr_union peer_v4(const char *ip, uint16_t port) {
 
         ck_assert_int_eq(inet_pton(AF_INET, ip, &sa.in.sin_addr), 1);
         return sa;
+}
+
+static union sockaddr_union peer_v6(const char *ip, uint16_t port) {
+        union sockaddr_union sa = { .in6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) } };
+
+        ck_assert_int_eq(inet_pton(AF_INET6, ip, &sa.in6.sin6_addr), 1);
+        return sa;
+}
+
+static unsigned count_of(struct shared *sh, const union sockaddr_union *p) {
+        struct source_key k = source_key_of(p);
+
+        return source_count(sh->limits->tcp, &k);
 }
 
 static struct shared *shared_with(uint32_t nslots, unsigned max) {
@@ -27,7 +42,7 @@ static struct shared *shared_with(uint32_t nslots, unsigned max) {
 START_TEST(test_slot_take_release) {
         struct shared *sh = shared_with(8, 8);
         union sockaddr_union p = peer_v4("192.0.2.7", 40512);
-        struct conn_slot *a = conn_slot_take(sh, &p), *b = conn_slot_take(sh, &p);
+        struct conn_slot *a = conn_slot_take(sh, &p, NULL), *b = conn_slot_take(sh, &p, NULL);
 
         ck_assert_ptr_nonnull(a);
         ck_assert_ptr_nonnull(b);
@@ -44,7 +59,7 @@ START_TEST(test_slot_take_release) {
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_closed[CLOSE_QUIT]), 1);
 
         /* A released slot is reused before the table grows. */
-        ck_assert_ptr_eq(conn_slot_take(sh, &p), a);
+        ck_assert_ptr_eq(conn_slot_take(sh, &p, NULL), a);
         ck_assert_uint_eq(sh->high_water, 2);
         shared_free(sh);
 }
@@ -53,21 +68,131 @@ END_TEST
 START_TEST(test_max_connections) {
         struct shared *sh = shared_with(8, 2);
         union sockaddr_union p = peer_v4("127.0.0.1", 1);
-        struct conn_slot *a = conn_slot_take(sh, &p);
+        struct conn_slot *a = conn_slot_take(sh, &p, NULL);
 
         ck_assert_ptr_nonnull(a);
-        ck_assert_ptr_nonnull(conn_slot_take(sh, &p));
-        ck_assert_ptr_null(conn_slot_take(sh, &p));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
+        ck_assert_ptr_null(conn_slot_take(sh, &p, NULL));
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), 1);
 
         /* The limit is live. */
         atomic_store(&sh->max_connections, 3);
-        ck_assert_ptr_nonnull(conn_slot_take(sh, &p));
-        ck_assert_ptr_null(conn_slot_take(sh, &p));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
+        ck_assert_ptr_null(conn_slot_take(sh, &p, NULL));
         conn_slot_release(sh, a);
-        ck_assert_ptr_nonnull(conn_slot_take(sh, &p));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), 2);
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_closed[CLOSE_ERROR]), 1);
+        shared_free(sh);
+}
+END_TEST
+
+/* A connection from peer is refused with why, and counted so. */
+static void assert_refused(struct shared *sh, const union sockaddr_union *peer, enum reject_reason why) {
+        uint64_t total = atomic_load(&sh->c.tcp_rejected);
+        uint64_t per_source = atomic_load(&sh->c.tcp_rejected_per_source);
+        enum reject_reason got = (enum reject_reason) -1;
+
+        ck_assert_ptr_null(conn_slot_take(sh, peer, &got));
+        ck_assert_int_eq(got, why);
+        ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), total + 1);
+        ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected_per_source),
+                          per_source + (why == REJECT_PER_SOURCE));
+}
+
+START_TEST(test_per_source_limit) {
+        struct shared *sh = shared_with(16, 16);
+        union sockaddr_union a1 = peer_v4("192.0.2.7", 1), a2 = peer_v4("192.0.2.7", 2);
+        union sockaddr_union b = peer_v4("192.0.2.8", 1);
+        union sockaddr_union mapped = peer_v6("::ffff:192.0.2.7", 3);
+        struct conn_slot *first;
+
+        atomic_store(&sh->tcp_per_source, 2);
+        first = conn_slot_take(sh, &a1, NULL);
+        ck_assert_ptr_nonnull(first);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &a2, NULL));
+        ck_assert_uint_eq(count_of(sh, &a1), 2);
+        /* The port does not matter, and a mapped address is its IPv4 one. */
+        assert_refused(sh, &a1, REJECT_PER_SOURCE);
+        assert_refused(sh, &mapped, REJECT_PER_SOURCE);
+        /* Another address is not affected. */
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &b, NULL));
+        ck_assert_uint_eq(atomic_load(&sh->tcp_active), 3);
+
+        /* A release makes room for that source again. */
+        conn_slot_release(sh, first);
+        ck_assert_uint_eq(count_of(sh, &a1), 1);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &mapped, NULL));
+        ck_assert_uint_eq(count_of(sh, &a1), 2);
+
+        /* Live: raised, then off. */
+        atomic_store(&sh->tcp_per_source, 3);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &a1, NULL));
+        assert_refused(sh, &a1, REJECT_PER_SOURCE);
+        atomic_store(&sh->tcp_per_source, 0);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &a1, NULL));
+        ck_assert_uint_eq(count_of(sh, &a1), 4);
+        ck_assert_uint_eq(atomic_load(&sh->c.tcp_accepted), 6);
+        shared_free(sh);
+}
+END_TEST
+
+/* IPv6 clients are counted per /64: one host cannot dodge the limit by
+ * changing the low bits of its address. */
+START_TEST(test_per_source_ipv6_prefix) {
+        struct shared *sh = shared_with(16, 16);
+        union sockaddr_union x1 = peer_v6("2001:db8:0:7::1", 1), x2 = peer_v6("2001:db8:0:7:ffff::2", 1);
+        union sockaddr_union other = peer_v6("2001:db8:0:8::1", 1);
+
+        atomic_store(&sh->tcp_per_source, 1);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &x1, NULL));
+        assert_refused(sh, &x2, REJECT_PER_SOURCE);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &other, NULL));
+        shared_free(sh);
+}
+END_TEST
+
+/* At both limits at once, the global one is the reason. */
+START_TEST(test_per_source_global_first) {
+        struct shared *sh = shared_with(16, 2);
+        union sockaddr_union a = peer_v4("192.0.2.7", 1), b = peer_v4("192.0.2.8", 1);
+        struct conn_slot *slot;
+
+        atomic_store(&sh->tcp_per_source, 1);
+        slot = conn_slot_take(sh, &a, NULL);
+        ck_assert_ptr_nonnull(slot);
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &b, NULL));
+        assert_refused(sh, &a, REJECT_CONNECTIONS);
+        conn_slot_release(sh, slot);
+        ck_assert_uint_eq(count_of(sh, &a), 0);
+        ck_assert_uint_eq(source_table_used(sh->limits->tcp), 1);
+        shared_free(sh);
+}
+END_TEST
+
+/* The table has room for a source per slot: a full connection table of
+ * distinct sources never trips over it, and empties back to nothing. */
+START_TEST(test_per_source_all_distinct) {
+        enum { N = 64 };
+        struct shared *sh = shared_with(N, N);
+        struct conn_slot *slots[N];
+
+        atomic_store(&sh->tcp_per_source, 1);
+        for (int i = 0; i < N; i++) {
+                char ip[32];
+                union sockaddr_union p;
+
+                snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 7, i);
+                p = peer_v4(ip, 1);
+                slots[i] = conn_slot_take(sh, &p, NULL);
+                ck_assert_ptr_nonnull(slots[i]);
+        }
+        ck_assert_uint_eq(source_table_used(sh->limits->tcp), N);
+        ck_assert_int_eq(source_table_check(sh->limits->tcp), 0);
+        for (int i = 0; i < N; i++)
+                conn_slot_release(sh, slots[(i * 37) % N]);
+        ck_assert_uint_eq(source_table_used(sh->limits->tcp), 0);
+        ck_assert_uint_eq(atomic_load(&sh->tcp_active), 0);
         shared_free(sh);
 }
 END_TEST
@@ -76,9 +201,9 @@ START_TEST(test_table_full) {
         struct shared *sh = shared_with(2, 100);
         union sockaddr_union p = peer_v4("127.0.0.1", 1);
 
-        ck_assert_ptr_nonnull(conn_slot_take(sh, &p));
-        ck_assert_ptr_nonnull(conn_slot_take(sh, &p));
-        ck_assert_ptr_null(conn_slot_take(sh, &p));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
+        ck_assert_ptr_null(conn_slot_take(sh, &p, NULL));
         ck_assert_uint_eq(atomic_load(&sh->tcp_active), 2);
         shared_free(sh);
 }
@@ -87,7 +212,7 @@ END_TEST
 START_TEST(test_traffic) {
         struct shared *sh = shared_with(4, 4);
         union sockaddr_union p = peer_v4("127.0.0.1", 1);
-        struct conn_slot *a = conn_slot_take(sh, &p);
+        struct conn_slot *a = conn_slot_take(sh, &p, NULL);
 
         conn_slot_traffic(sh, a, 10, 0, 1000);
         conn_slot_traffic(sh, a, 0, 7, 2000);
@@ -105,7 +230,7 @@ END_TEST
 START_TEST(test_shared_across_fork) {
         struct shared *sh = shared_with(4, 4);
         union sockaddr_union p = peer_v4("127.0.0.1", 1);
-        struct conn_slot *a = conn_slot_take(sh, &p);
+        struct conn_slot *a = conn_slot_take(sh, &p, NULL);
         int status;
         pid_t pid = fork();
 
@@ -147,6 +272,10 @@ Suite *shared_suite(void) {
 
         tcase_add_test(tc, test_slot_take_release);
         tcase_add_test(tc, test_max_connections);
+        tcase_add_test(tc, test_per_source_limit);
+        tcase_add_test(tc, test_per_source_ipv6_prefix);
+        tcase_add_test(tc, test_per_source_global_first);
+        tcase_add_test(tc, test_per_source_all_distinct);
         tcase_add_test(tc, test_table_full);
         tcase_add_test(tc, test_traffic);
         tcase_add_test(tc, test_shared_across_fork);
