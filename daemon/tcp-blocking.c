@@ -111,8 +111,9 @@ static void conn_linger(struct blocking_conn *c) {
         }
 }
 
-/* Stopping: answer what the peer already sent (or, if it has sent nothing
- * yet, what arrives within the grace), then close. */
+/* Stopping: answer what the peer already sent, all of it however many
+ * reads it takes (or, if it has sent nothing yet, what arrives within the
+ * grace), then close. */
 static enum close_reason conn_drain(struct blocking_conn *c) {
         uint64_t until = now_usec_monotonic() + FIRST_REQUEST_GRACE_USEC;
         int r;
@@ -128,7 +129,9 @@ static enum close_reason conn_drain(struct blocking_conn *c) {
                 if (r != -EINTR)
                         return CLOSE_SHUTDOWN;
         }
-        r = conn_serve_input(c);
+        do
+                r = conn_serve_input(c);
+        while (r < 0 && conn_input_waiting(c->fd) && !atomic_load(&c->sh->aborting));
         return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
 }
 
