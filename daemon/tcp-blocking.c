@@ -121,6 +121,18 @@ static void conn_linger(struct blocking_conn *c) {
         }
 }
 
+/* Answers all the input waiting, however many reads it takes: closing with
+ * input unread would reset the connection and destroy the replies in
+ * flight.  Returns -1 when it is answered, else the close reason. */
+static int conn_answer_waiting(struct blocking_conn *c) {
+        int r;
+
+        do
+                r = conn_serve_input(c);
+        while (r < 0 && conn_input_waiting(c->fd) && !atomic_load(&c->sh->aborting));
+        return r;
+}
+
 /* Stopping: answer what the peer already sent (or, if it has sent nothing
  * yet, what arrives within the grace), then close, or hand over for a
  * restart. */
@@ -142,7 +154,8 @@ static enum close_reason conn_drain(struct blocking_conn *c) {
                 if (r != -EINTR)
                         return done;
         }
-        r = conn_serve_input(c);
+        /* For a hand-over, input not read yet goes with the socket. */
+        r = c->handover ? conn_serve_input(c) : conn_answer_waiting(c);
         return r >= 0 ? (enum close_reason) r : done;
 }
 
@@ -157,6 +170,8 @@ static enum close_reason conn_hand_over(struct blocking_conn *c) {
                 return CLOSE_HANDOVER;
         c->handover = NULL;
         r = c->unsent_len ? conn_write_all(c, c->unsent, c->unsent_len) : -1;
+        if (r < 0 && conn_input_waiting(c->fd))
+                r = conn_answer_waiting(c);
         return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
 }
 

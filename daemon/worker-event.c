@@ -317,6 +317,13 @@ static void conn_settle(struct conn *c, uint64_t now) {
                         conn_requeue(c, QUEUE_WRITE, now);
                 return;
         }
+        if (c->draining && !c->up.quit && !c->eof && conn_input_waiting(c->watch.fd)) {
+                /* Stopping with more than a read of input owed: answer it
+                 * first, a read per wake so as not to hold up the others. */
+                conn_set_events(c, EPOLLIN);
+                conn_requeue(c, QUEUE_GRACE, now);
+                return;
+        }
         if (c->up.quit || c->eof || c->draining) {
                 conn_finish(c, now);
                 return;

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 
 #include "duration.h"
 
@@ -30,6 +31,15 @@ static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {
                 return false;
         *last_warned = now;
         return true;
+}
+
+/* Whether a connection has input that was not read yet.  On stop it is
+ * owed replies too (the peer sent it before), and closing with it unread
+ * would reset the connection, destroying the replies still in flight. */
+static inline bool conn_input_waiting(int fd) {
+        int n = 0;
+
+        return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 struct server;

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import (ASAN, config_text, expect_open, proc_state, recv_exact,
                       recv_until_eof, upper)
+from test_control import stats, wait_stats
 
 
 def make(daemon_factory, model, **config):
@@ -425,14 +426,21 @@ def wait_children(d, pred, timeout=3.0):
 
 
 def test_process_child_killed(daemon_factory):
+    """A child killed with SIGKILL: its client sees the end, the death is
+    logged and counted (workers_died, a close for reason error), a client
+    served by another child is unaffected, new clients are served."""
     d = daemon_factory(model="process")
+    bystander = d.tcp_connect()
+    exchange(bystander, b"spettatore\n")
     before = set(d.children())
     s = d.tcp_connect()
+    port = s.getsockname()[1]
     exchange(s, b"ciao\n")
     kids = wait_children(d, lambda k: len(k - before) >= 1)
     new = kids - before
     assert len(new) == 1, (before, kids)
     child = new.pop()
+    counted = stats(d)
     os.kill(child, signal.SIGKILL)
     data, how = recv_until_eof(s, timeout=5)
     assert data == b""
@@ -441,7 +449,15 @@ def test_process_child_killed(daemon_factory):
     l = d.wait_log("killed by signal 9", timeout=5)
     assert l is not None, d.log()
     assert l.startswith("warning: "), l
-    # Still serving.
+    c = d.wait_close(port)
+    assert c is not None and c["reason"] == "error", d.log()
+    st = wait_stats(d, lambda st: st["workers_died"] > counted["workers_died"])
+    assert st["workers_died"] == counted["workers_died"] + 1, st
+    assert st["tcp"]["closed_error"] == counted["tcp"]["closed_error"] + 1, st
+    assert st["tcp"]["active"] == 1, st
+    # The bystander's child is untouched; and new clients are served.
+    exchange(bystander, b"ancora qui\n")
+    bystander.close()
     t = d.tcp_connect()
     exchange(t, b"dopo\n")
     t.close()
