@@ -10,6 +10,7 @@ a plain stop it closes the store, as systemd does.
 """
 
 import array
+import glob
 import os
 import random
 import select
@@ -19,8 +20,9 @@ import time
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, Daemon, recv_exact, recv_until_eof, upper
+from conftest import ASAN, SOCK_TIMEOUT, Daemon, recv_exact, recv_until_eof, upper
 from test_control import control_raw
+from test_valgrind import VALGRIND
 
 HANDOVER_MODELS = [("event", []), ("thread", []), ("event", ["-t", "2"])]
 HANDOVER_IDS = ["event", "thread", "event-t2"]
@@ -330,3 +332,31 @@ def test_no_store_no_handover(daemon_factory):
     assert d.stop() == 0
     assert recv_until_eof(c) == (b"", "eof")
     assert not any(f.startswith("FDSTORE") for f in d.notify_fields())
+
+
+@pytest.mark.skipif(ASAN, reason="valgrind cannot run an ASan build")
+@pytest.mark.skipif(VALGRIND is None, reason="valgrind is not installed (make deps installs it)")
+@pytest.mark.parametrize("model", ["event", "thread"])
+def test_handover_under_valgrind(store_daemon, model, tmp_path):
+    """Both sides of a hand-over (storing, then resuming with held-back
+    bytes and a closed and a resumed connection) leak nothing and make no
+    memory error."""
+    logs = str(tmp_path / "valgrind")
+    d = store_daemon(model, wrapper=[
+        VALGRIND, "--leak-check=full", "--show-leak-kinds=definite,indirect",
+        "--errors-for-leak-kinds=definite,indirect", "--log-file=%s.%%p" % logs])
+    kept, closed = connect(d), connect(d)
+    kept.sendall(b"ciao perch\xc3")
+    assert recv_exact(kept, 10) == b"CIAO PERCH"
+    d.restart(timeout=60)
+    closed.sendall(b"fine\n.\n")
+    assert recv_until_eof(closed) == (b"FINE\n", "eof")
+    kept.sendall(b"\xa9\n")
+    assert recv_exact(kept, 3) == "É\n".encode()
+    assert d.stop(timeout=60) == 0, d.log()
+    reports = glob.glob(logs + ".*")
+    assert len(reports) == 2, reports
+    for path in reports:
+        text = open(path).read()
+        assert "ERROR SUMMARY: 0 errors" in text, text
+        assert "definitely lost: " not in text or "definitely lost: 0 bytes" in text, text
