@@ -25,6 +25,7 @@ struct blocking_conn {
         bool eof;
         bool full;              /* the last read filled the buffer: more is likely waiting */
         struct handover *handover;      /* on stop, NULL: close */
+        uint64_t handover_at;   /* stopping: what is still owed then travels; 0: not yet */
         const uint8_t *unsent;  /* stopping for a hand-over: replies the peer has not taken */
         size_t unsent_len;
         struct upcase up;
@@ -39,6 +40,16 @@ static uint64_t time_left(uint64_t since, uint64_t timeout, uint64_t now) {
         return since + timeout > now ? since + timeout - now : 0;
 }
 
+/* Stopping for a restart: whether the wait for what is owed is over (the
+ * first call starts it). */
+static bool conn_handover_due(struct blocking_conn *c, uint64_t now) {
+        if (!c->handover || !atomic_load(&c->sh->stopping))
+                return false;
+        if (c->handover_at == 0)
+                c->handover_at = now + HANDOVER_WAIT_USEC;
+        return now >= c->handover_at;
+}
+
 /* Writes all of buf, waiting at most the write timeout (re-read at every
  * wake, so a live change applies) for the peer to make room.  Progress
  * restarts the timeout.  On stop, replies are still delivered (or, for a
@@ -49,7 +60,8 @@ static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t le
 
         while (len > 0) {
                 ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                uint64_t now = now_usec_monotonic();
+                uint64_t now = now_usec_monotonic(), left;
+                bool handover_first;
                 int r;
 
                 if (n > 0) {
@@ -63,14 +75,15 @@ static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t le
                         return CLOSE_ERROR;
                 if (atomic_load(&c->sh->aborting))
                         return CLOSE_SHUTDOWN;
-                if (c->handover && atomic_load(&c->sh->stopping)) {
+                if (conn_handover_due(c, now)) {
                         c->unsent = buf;
                         c->unsent_len = len;
                         return CLOSE_HANDOVER;
                 }
-                r = worker_wait(c->fd, POLLOUT,
-                                time_left(since, shared_timeout(c->sh, TIMEOUT_WRITE), now));
-                if (r == 0)
+                left = time_left(since, shared_timeout(c->sh, TIMEOUT_WRITE), now);
+                handover_first = c->handover_at && c->handover_at - now < left;
+                r = worker_wait(c->fd, POLLOUT, handover_first ? c->handover_at - now : left);
+                if (r == 0 && !handover_first)
                         return CLOSE_WRITE;
                 if (r < 0 && r != -EINTR)
                         return CLOSE_ERROR;
@@ -123,13 +136,15 @@ static void conn_linger(struct blocking_conn *c) {
 
 /* Answers all the input waiting, however many reads it takes: closing with
  * input unread would reset the connection and destroy the replies in
- * flight.  Returns -1 when it is answered, else the close reason. */
+ * flight.  (For a restart, until HANDOVER_WAIT_USEC: the rest goes with the
+ * socket.)  Returns -1 when it is answered, else the close reason. */
 static int conn_answer_waiting(struct blocking_conn *c) {
         int r;
 
         do
                 r = conn_serve_input(c);
-        while (r < 0 && conn_input_waiting(c->fd) && !atomic_load(&c->sh->aborting));
+        while (r < 0 && conn_input_waiting(c->fd) && !atomic_load(&c->sh->aborting) &&
+               !conn_handover_due(c, now_usec_monotonic()));
         return r;
 }
 
@@ -154,8 +169,7 @@ static enum close_reason conn_drain(struct blocking_conn *c) {
                 if (r != -EINTR)
                         return done;
         }
-        /* For a hand-over, input not read yet goes with the socket. */
-        r = c->handover ? conn_serve_input(c) : conn_answer_waiting(c);
+        r = conn_answer_waiting(c);
         return r >= 0 ? (enum close_reason) r : done;
 }
 
@@ -234,6 +248,7 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 c->eof = false;
                 c->full = false;
                 c->handover = handover;
+                c->handover_at = 0;
                 c->unsent = NULL;
                 c->unsent_len = 0;
                 upcase_init(&c->up, true);

@@ -106,6 +106,7 @@ struct loop {
         size_t n_udp;
         struct udp_batch *udp;
         struct handover *handover;      /* on stop, NULL: close connections */
+        uint64_t handover_at;           /* stopping: what is still owed then travels; 0: none */
         struct conn_list queues[_QUEUE_MAX];
         struct conn *dead;              /* closed during this batch */
         unsigned nconns;
@@ -151,6 +152,8 @@ static int loop_sleep_msec(struct loop *l) {
 
         if (l->accept_paused_until && l->accept_paused_until < at)
                 at = l->accept_paused_until;
+        if (l->handover_at && l->handover_at < at)
+                at = l->handover_at;
         for (int q = 0; q < _QUEUE_MAX; q++) {
                 uint64_t d = queue_deadline(l, q);
                 if (d < at)
@@ -308,9 +311,6 @@ static void conn_finish(struct conn *c, uint64_t now) {
 /* After replies were produced or flushed: wait for the peer to read them,
  * finish, or wait for more input. */
 static void conn_settle(struct conn *c, uint64_t now) {
-        /* Replies owed were produced: on a restart they travel with it. */
-        if (c->draining && conn_hand_over(c))
-                return;
         if (c->pending) {
                 conn_set_events(c, EPOLLOUT);
                 if (c->queue != QUEUE_WRITE)
@@ -324,6 +324,10 @@ static void conn_settle(struct conn *c, uint64_t now) {
                 conn_requeue(c, QUEUE_GRACE, now);
                 return;
         }
+        /* Nothing owed any more: on a restart it goes on in the next
+         * instance. */
+        if (c->draining && conn_hand_over(c))
+                return;
         if (c->up.quit || c->eof || c->draining) {
                 conn_finish(c, now);
                 return;
@@ -524,7 +528,21 @@ static void queue_expire(struct loop *l, enum conn_queue q) {
         }
 }
 
+/* HANDOVER_WAIT_USEC after the stop: what is still draining travels as it
+ * is. */
+static void loop_hand_over_rest(struct loop *l) {
+        l->handover_at = 0;
+        for (int q = 0; q < _QUEUE_MAX; q++)
+                for (struct conn *c = l->queues[q].head, *next; c; c = next) {
+                        next = c->next;
+                        if (c->draining)
+                                conn_hand_over(c);
+                }
+}
+
 static void loop_run_timers(struct loop *l) {
+        if (l->handover_at && l->handover_at <= l->now)
+                loop_hand_over_rest(l);
         for (int q = 0; q < _QUEUE_MAX; q++)
                 queue_expire(l, q);
         if (l->accept_paused_until && l->accept_paused_until <= l->now) {
@@ -546,8 +564,11 @@ static void loop_stop(struct loop *l) {
         for (size_t i = 0; i < l->n_udp; i++)
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->udp_watch[i].fd, NULL);
 
-        /* Answer what the peers already sent, then close.  Connections
-         * waiting on their peer finish when it has read its replies. */
+        /* Answer what the peers already sent, then close (or hand over).
+         * Connections waiting on their peer finish when it has read its
+         * replies. */
+        if (l->handover)
+                l->handover_at = l->now + HANDOVER_WAIT_USEC;
         while (l->queues[QUEUE_IDLE].head) {
                 struct conn *c = l->queues[QUEUE_IDLE].head;
 
@@ -557,12 +578,8 @@ static void loop_stop(struct loop *l) {
                 else if (conn_read(c, l->now))
                         conn_settle(c, l->now);
         }
-        for (struct conn *c = l->queues[QUEUE_WRITE].head, *next; c; c = next) {
-                next = c->next;
+        for (struct conn *c = l->queues[QUEUE_WRITE].head; c; c = c->next)
                 c->draining = true;
-                /* The replies the peer has not read yet go with it. */
-                conn_hand_over(c);
-        }
         loop_check_done(l);
 }
 

@@ -24,6 +24,10 @@
 /* On stop, a connection that has sent nothing yet may have its first
  * request in flight: it gets this long to arrive. */
 #define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
+/* A stop for a restart (handover.h) drains like any stop, for this long at
+ * most: what is still owed then (replies the peer has not read, input still
+ * coming) goes with the connection rather than holding up the restart. */
+#define HANDOVER_WAIT_USEC USEC_PER_SEC
 
 /* Whether the "pausing accepts" warning is due; updates *last_warned. */
 static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {

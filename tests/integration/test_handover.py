@@ -264,6 +264,42 @@ def test_plain_stop_answers_then_closes(store_daemon):
     assert recv_until_eof(c) == (b"ULTIMA\n", "eof")
 
 
+@pytest.mark.parametrize("model,args", HANDOVER_MODELS, ids=HANDOVER_IDS)
+def test_plain_stop_delivers_to_a_slow_reader(store_daemon, model, args):
+    """A stop drains as without a store before handing over: a peer behind
+    on reading when the stop comes, with input not read yet either, still
+    gets every reply if it reads within the second a hand-over waits (the
+    store may be closed next, by a plain stop)."""
+    d = store_daemon(model, args)
+    data = b"".join(b"riga %d del lettore lento\n" % i for i in range(200000))
+    c = socket.socket()
+    # Small buffers on our side: the daemon pushes back after little data.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+    c.connect(("127.0.0.1", d.port))
+    c.setblocking(False)
+    sent = 0
+    while sent < len(data):
+        _, w, _ = select.select([], [c], [], 0.5)
+        if not w:
+            break                       # both directions are full
+        sent += c.send(data[sent:sent + 65536])
+    assert sent < len(data), "the daemon never pushed back"
+    d.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    want = upper(data[:sent])
+    got = bytearray()
+    c.settimeout(SOCK_TIMEOUT)
+    while len(got) < len(want):
+        chunk = c.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    assert bytes(got) == want
+    assert d.stop_plain() == 0
+    assert recv_until_eof(c) == (b"", "eof")
+
+
 def test_store_too_small_closes_the_rest(store_daemon):
     """Two places for connections (and one for the state): two resume, the
     others are closed as on a stop, after their replies."""
