@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "fd-wait.h"
 #include "uppercase.h"
 
 int session_error(struct session *s, int r, const char *fmt, ...) {
@@ -32,18 +33,6 @@ int net_msec_until(uint64_t deadline_usec) {
         return (int) ((deadline_usec - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
 }
 
-int net_wait(int fd, short events, int timeout_msec) {
-        struct pollfd p = { .fd = fd, .events = events };
-        int n;
-
-        do
-                n = poll(&p, 1, timeout_msec);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : 0;
-}
-
 int net_write_all(int fd, const char *data, size_t len) {
         while (len > 0) {
                 ssize_t n = write(fd, data, len);
@@ -54,7 +43,7 @@ int net_write_all(int fd, const char *data, size_t len) {
                 if (n < 0 && errno == EAGAIN) {
                         /* stdout inherited O_NONBLOCK: wait, however long
                          * the reader takes, as cat(1) would. */
-                        r = net_wait(fd, POLLOUT, -1);
+                        r = fd_wait(fd, POLLOUT, -1);
                         if (r < 0)
                                 return r;
                         continue;
@@ -90,7 +79,7 @@ static int finish_connect(int fd, int timeout_msec) {
         socklen_t len = sizeof(int);
         int r, error = 0;
 
-        r = net_wait(fd, POLLOUT, timeout_msec);
+        r = fd_wait(fd, POLLOUT, timeout_msec);
         if (r < 0)
                 return r;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "fd-wait.h"
 #include "uppercase.h"
 
 #define CHUNK 65536
@@ -260,7 +261,7 @@ static int chat_send(struct chat *c, const char *data, size_t len) {
                 if (n < 0 && errno != EAGAIN)
                         return session_error(c->s, -errno, "cannot send to %s: %m", c->s->endpoint);
                 if (n < 0) {
-                        r = net_wait(c->sock, POLLOUT, c->s->timeout_msec);
+                        r = fd_wait(c->sock, POLLOUT, c->s->timeout_msec);
                         if (r == -ETIMEDOUT)
                                 return timeout_error(c->s);
                         if (r < 0)

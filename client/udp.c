@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "fd-wait.h"
 #include "uppercase.h"
 
 struct udp_peer {
@@ -54,7 +55,7 @@ static int udp_send(struct udp_peer *u, const char *msg, size_t len, uint64_t de
                         return 0;
                 if (errno != EAGAIN && errno != EINTR)
                         return -errno;
-                r = net_wait(u->fd, POLLOUT, net_msec_until(deadline));
+                r = fd_wait(u->fd, POLLOUT, net_msec_until(deadline));
                 if (r < 0)
                         return r;
         }
@@ -71,7 +72,7 @@ static int udp_receive(struct udp_peer *u, size_t *ret_len, uint64_t deadline) {
                 }
                 if (errno != EAGAIN && errno != EINTR)
                         return -errno;
-                r = net_wait(u->fd, POLLIN, net_msec_until(deadline));
+                r = fd_wait(u->fd, POLLIN, net_msec_until(deadline));
                 if (r < 0)
                         return r;
         }

@@ -142,8 +142,6 @@ int net_tcp_connect(struct session *s);
 /* A connected, non-blocking UDP socket to ai, or -errno.  Connected so
  * that an ICMP "port unreachable" is reported as ECONNREFUSED. */
 int net_udp_open(struct session *s, const struct addrinfo *ai);
-/* poll() for one fd, retried on EINTR: 0 ready, -ETIMEDOUT, -errno. */
-int net_wait(int fd, short events, int timeout_msec);
 /* Writes everything to fd (stdout may be non-blocking): 0 or -errno. */
 int net_write_all(int fd, const char *data, size_t len);
 /* Milliseconds until deadline (usec, CLOCK_MONOTONIC), at least 0. */

@@ -11,6 +11,7 @@
 
 #include "client.h"
 #include "control-proto.h"
+#include "fd-wait.h"
 #include "reply.h"
 
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *) 0)->sun_path)
@@ -22,19 +23,6 @@ void ctl_socket_path(uid_t euid, const char *runtime_dir, char *buf, size_t len)
          * system one, with its clearer errors. */
         if (control_socket_path(euid, runtime_dir, buf, len) && stat(buf, &st) < 0)
                 snprintf(buf, len, "%s", CONTROL_DEFAULT_PATH);
-}
-
-/* Waits up to timeout_msec for events on fd: 0, or -ETIMEDOUT, -errno. */
-static int wait_fd(int fd, short events, int timeout_msec) {
-        struct pollfd p = { .fd = fd, .events = events };
-        int n;
-
-        do
-                n = poll(&p, 1, timeout_msec);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : 0;
 }
 
 /* A non-blocking connect() on an AF_UNIX socket whose listen backlog is
@@ -65,7 +53,7 @@ static int send_all(int fd, const char *data, size_t len, int timeout_msec) {
                 if (n < 0 && errno != EAGAIN)
                         return errno == EPIPE ? -ECONNRESET : -errno;
                 if (n < 0) {
-                        r = wait_fd(fd, POLLOUT, timeout_msec);
+                        r = fd_wait(fd, POLLOUT, timeout_msec);
                         if (r < 0)
                                 return r;
                         continue;
@@ -89,7 +77,7 @@ static int recv_reply(int fd, struct textbuf *reply, int timeout_msec) {
                 if (n < 0 && errno != EAGAIN)
                         return -errno;
                 if (n < 0) {
-                        r = wait_fd(fd, POLLIN, timeout_msec);
+                        r = fd_wait(fd, POLLIN, timeout_msec);
                         if (r < 0)
                                 return r;
                         continue;

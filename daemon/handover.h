@@ -110,7 +110,6 @@ int handover_state_load(int fd, struct handover_state *st);
 const struct handover_conn *handover_state_find(const struct handover_state *st, uint64_t id);
 void handover_state_free(struct handover_state *st);
 
-struct conn_slot;
 /* A connection taken back from the previous instance, in the form the
  * server gives it to the model's start().  pending is only valid during
  * start(). */

@@ -207,7 +207,7 @@ def test_restart_with_replies_unread(store_daemon, model, args):
     assert sent < len(data), "the daemon never pushed back"
 
     d.restart()
-    expected = upper(data) + b""
+    expected = upper(data)
     got = bytearray()
     deadline = time.monotonic() + 30
     while len(got) < len(expected) and time.monotonic() < deadline:

@@ -5,43 +5,18 @@ loop guard; their counters, their log lines, and their change on reload.
 
 127.0.0.0/8 is all loopback: 127.0.0.2 and 127.0.0.3 are other sources."""
 
-import json
-import os
 import re
 import socket
-import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, SOCK_TIMEOUT, free_port, recv_until_eof
-
-CTL = os.path.join(BUILD, "uppercasectl")
-CTL_TIMEOUT = 30
+from conftest import SOCK_TIMEOUT, free_port, recv_until_eof
+from test_control import ctl_ok as ctl, stats, wait_stats
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-def ctl(d, *args):
-    p = subprocess.run([CTL, "-s", d.control] + list(args), stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=CTL_TIMEOUT)
-    assert p.returncode == 0, "uppercasectl %s: %r" % (args, p)
-    return p.stdout
-
-
-def stats(d):
-    return json.loads(ctl(d, "--json", "stats"))
-
-
-def wait_stats(d, pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = stats(d)
-        if pred(s) or time.monotonic() >= deadline:
-            return s
-        time.sleep(0.05)
-
 
 def reload_with(d, **settings):
     """Rewrites the config with settings changed (and kept for later
