@@ -126,6 +126,7 @@ enum unit {
         UNIT_LIMIT,             /* a count, 0 = "off" */
         UNIT_RATE,              /* per second, 0 = "off" */
         UNIT_SWITCH,            /* yes/no as "on"/"off" */
+        UNIT_LIST,              /* a key repeated: one row, "a, b, c", left-aligned */
 };
 
 static const struct {
@@ -153,6 +154,7 @@ static const struct {
         { "limits.udp_rate", "UDP rate per source",    UNIT_RATE },
         { "limits.udp_burst", "UDP burst per source",  UNIT_NONE },
         { "limits.udp_loop_guard", "UDP loop guard",   UNIT_SWITCH },
+        { "limits.exempt",   "exempt sources",         UNIT_LIST },
 };
 
 /* In this order; a key that matches no prefix belongs to "other". */
@@ -174,6 +176,7 @@ struct stat_row {
         char label[LABEL_MAX];
         char value[VALUE_MAX];
         char unit[VALUE_MAX];           /* " B (1.5 MiB)", " s", or "" */
+        bool list;                      /* the values of a repeated key, on one row */
 };
 
 static bool stat_in_heading(const char *key) {
@@ -211,7 +214,7 @@ static enum unit stat_label(const char *key, size_t section, char *label, size_t
         return prefix && strcmp(prefix, "timeouts.") == 0 ? UNIT_SECONDS : UNIT_NONE;
 }
 
-static void stat_row_fill(const struct ctl_field *f, size_t section, struct stat_row *row) {
+static enum unit stat_row_fill(const struct ctl_field *f, size_t section, struct stat_row *row) {
         enum unit unit = stat_label(f->key, section, row->label, sizeof(row->label));
         char human[CTL_FORMAT_BUF];
 
@@ -233,6 +236,7 @@ static void stat_row_fill(const struct ctl_field *f, size_t section, struct stat
                          ctl_format_bytes(strtoull(f->value, NULL, 10), human, sizeof(human)));
         else if (unit == UNIT_BYTES)
                 snprintf(row->unit, sizeof(row->unit), " B");
+        return unit;
 }
 
 static void stats_heading(const struct ctl_reply *r, struct textbuf *out) {
@@ -247,6 +251,17 @@ static void stats_heading(const struct ctl_reply *r, struct textbuf *out) {
                        uptime ? ctl_format_uptime(strtod(uptime, NULL), buf, sizeof(buf)) : "?");
 }
 
+/* The values of the run of fields with the key of fields[i], joined; returns
+ * the index of the last. */
+static size_t stats_list(const struct ctl_reply *r, size_t i, struct textbuf *out) {
+        size_t j = i;
+
+        textbuf_printf(out, "%s", r->fields[i].value);
+        while (j + 1 < r->n_fields && strcmp(r->fields[j + 1].key, r->fields[i].key) == 0)
+                textbuf_printf(out, ", %s", r->fields[++j].value);
+        return j;
+}
+
 static void stats_section(const struct ctl_reply *r, const struct stat_row *rows, const size_t *section,
                           size_t s, int lw, int vw, struct textbuf *out) {
         bool titled = false;
@@ -257,6 +272,12 @@ static void stats_section(const struct ctl_reply *r, const struct stat_row *rows
                 if (!titled)
                         textbuf_printf(out, "\n%s\n", sections[s].title);
                 titled = true;
+                if (rows[i].list) {
+                        textbuf_printf(out, "  %-*s  ", lw, rows[i].label);
+                        i = stats_list(r, i, out);
+                        textbuf_printf(out, "\n");
+                        continue;
+                }
                 textbuf_printf(out, "  %-*s  %*s%s\n", lw, rows[i].label, vw, rows[i].value, rows[i].unit);
         }
 }
@@ -276,9 +297,11 @@ int ctl_human_stats(const struct ctl_reply *r, struct textbuf *out) {
                 section[i] = stat_in_heading(r->fields[i].key) ? N_SECTIONS : stat_section(r->fields[i].key);
                 if (section[i] == N_SECTIONS)
                         continue;
-                stat_row_fill(&r->fields[i], section[i], &rows[i]);
+                rows[i].list = stat_row_fill(&r->fields[i], section[i], &rows[i]) == UNIT_LIST;
                 lw = (int) strlen(rows[i].label) > lw ? (int) strlen(rows[i].label) : lw;
-                vw = (int) strlen(rows[i].value) > vw ? (int) strlen(rows[i].value) : vw;
+                /* A list does not widen the column of numbers. */
+                if (!rows[i].list)
+                        vw = (int) strlen(rows[i].value) > vw ? (int) strlen(rows[i].value) : vw;
         }
         stats_heading(r, out);
         for (size_t s = 0; s < N_SECTIONS; s++)

@@ -27,6 +27,7 @@ static const struct {
         { "socket_activated", JSON_BOOL },
         { "udp_loop_guard",   JSON_BOOL },
         { "listen",           JSON_LIST },
+        { "exempt",           JSON_LIST },
         { "peer",             JSON_STRING },
         { "address",          JSON_STRING },
         { "protocol",         JSON_STRING },

@@ -186,3 +186,118 @@ bool addr_equal(const struct addr *a, const struct addr *b) {
                 return memcmp(&a->sa, &b->sa, a->len) == 0;
         }
 }
+
+/* ---- prefixes ---- */
+
+static void ipv4_mapped(const struct in_addr *ip, struct in6_addr *ret) {
+        memset(ret, 0, sizeof(*ret));
+        ret->s6_addr[10] = 0xff;
+        ret->s6_addr[11] = 0xff;
+        memcpy(&ret->s6_addr[12], ip, 4);
+}
+
+/* The address of sa in the IPv6 form prefixes are kept in; false for
+ * another family. */
+static bool addr_as_ipv6(const union sockaddr_union *sa, struct in6_addr *ret) {
+        if (sa->sa.sa_family == AF_INET)
+                ipv4_mapped(&sa->in.sin_addr, ret);
+        else if (sa->sa.sa_family == AF_INET6)
+                *ret = sa->in6.sin6_addr;
+        else
+                return false;
+        return true;
+}
+
+/* Whether the first len bits of a and b are the same. */
+static bool bits_equal(const struct in6_addr *a, const struct in6_addr *b, unsigned len) {
+        unsigned whole = len / 8, rest = len % 8;
+        uint8_t mask = (uint8_t) (0xff << (8 - rest));
+
+        if (memcmp(a->s6_addr, b->s6_addr, whole) != 0)
+                return false;
+        return rest == 0 || ((a->s6_addr[whole] ^ b->s6_addr[whole]) & mask) == 0;
+}
+
+/* "0".."max", decimal digits only. */
+static int parse_prefix_len(const char *s, unsigned max, unsigned *ret) {
+        unsigned v = 0;
+
+        if (*s == '\0' || strlen(s) > 3)
+                return -EINVAL;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned) (*s - '0');
+        }
+        if (v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int addr_prefix_parse(const char *s, struct addr_prefix *ret) {
+        const char *slash = s ? strchr(s, '/') : NULL;
+        char host[ADDR_HOST_MAX];
+        struct addr_prefix p = {};
+        struct in6_addr cut;
+        struct in_addr ip4;
+        unsigned len, max;
+        int r;
+
+        if (!s || copy_host(s, slash ? slash : s + strlen(s), host) < 0)
+                return -EINVAL;
+        if (inet_pton(AF_INET, host, &ip4) == 1) {
+                ipv4_mapped(&ip4, &p.addr);
+                p.ipv4 = true;
+                max = 32;
+        } else if (inet_pton(AF_INET6, host, &p.addr) == 1)
+                max = 128;
+        else
+                return -EINVAL;
+        len = max;
+        if (slash && parse_prefix_len(slash + 1, max, &len) < 0)
+                return -EINVAL;
+        p.len = (uint8_t) (len + 128 - max);
+
+        /* Bits past the length must be zero.  When they are not, *ret is
+         * the network they were cut from, for the error message. */
+        cut = p.addr;
+        for (unsigned bit = p.len; bit < 128; bit++)
+                cut.s6_addr[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
+        r = memcmp(&cut, &p.addr, sizeof(cut)) == 0 ? 0 : -EADDRNOTAVAIL;
+        p.addr = cut;
+        *ret = p;
+        return r;
+}
+
+char *addr_prefix_format(const struct addr_prefix *p, char buf[static ADDR_PREFIX_MAX]) {
+        char host[ADDR_HOST_MAX];
+        unsigned len = p->ipv4 ? p->len - 96u : p->len;
+
+        if (p->ipv4)
+                inet_ntop(AF_INET, &p->addr.s6_addr[12], host, sizeof(host));
+        else
+                inet_ntop(AF_INET6, &p->addr, host, sizeof(host));
+        if (p->len == 128)
+                snprintf(buf, ADDR_PREFIX_MAX, "%s", host);
+        else
+                snprintf(buf, ADDR_PREFIX_MAX, "%s/%u", host, len);
+        return buf;
+}
+
+bool addr_prefix_equal(const struct addr_prefix *a, const struct addr_prefix *b) {
+        return a->len == b->len && memcmp(&a->addr, &b->addr, sizeof(a->addr)) == 0;
+}
+
+bool addr_prefix_contains(const struct addr_prefix *p, const union sockaddr_union *sa) {
+        struct in6_addr ip;
+
+        return addr_as_ipv6(sa, &ip) && bits_equal(&ip, &p->addr, p->len);
+}
+
+bool addr_prefix_list_contains(const struct addr_prefix *list, size_t n, const union sockaddr_union *sa) {
+        for (size_t i = 0; i < n; i++)
+                if (addr_prefix_contains(&list[i], sa))
+                        return true;
+        return false;
+}

@@ -82,6 +82,11 @@ void config_defaults(struct config *c) {
         };
         addr_any(&c->tcp[0]);
         addr_any(&c->udp[0]);
+        /* Every client of the lab VM is local: loopback cannot be forged
+         * from the network, so exempting it costs no protection. */
+        (void) addr_prefix_parse("127.0.0.0/8", &c->exempt[0]);
+        (void) addr_prefix_parse("::1", &c->exempt[1]);
+        c->n_exempt = 2;
         config_default_control_path(c->control_path, sizeof(c->control_path));
 }
 
@@ -262,6 +267,44 @@ static int parse_listen(struct parse_ctx *ctx, const struct setting_def *d,
         return 0;
 }
 
+/* A list of "ADDR" or "ADDR/LEN" strings, for limits.exempt. */
+static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d,
+                          const config_setting_t *s) {
+        struct addr_prefix *list = field_of(ctx->c, d->offset);
+        size_t *count = field_of(ctx->c, d->count_offset);
+        int n;
+
+        if (!config_setting_is_array(s) && !config_setting_is_list(s))
+                return type_error(ctx, s, "a list of \"ADDR\" or \"ADDR/LEN\" strings, e.g. [ \"127.0.0.0/8\" ]");
+        n = config_setting_length(s);
+        if (n > CONFIG_MAX_PREFIXES)
+                return setting_error(ctx, s, "%d prefixes, at most %d are allowed", n, CONFIG_MAX_PREFIXES);
+
+        for (int i = 0; i < n; i++) {
+                const config_setting_t *e = config_setting_get_elem(s, (unsigned) i);
+                const char *text = get_string(ctx, e, "a string \"ADDR\" or \"ADDR/LEN\"");
+                char net[ADDR_PREFIX_MAX];
+                int r;
+
+                if (!text)
+                        return -EINVAL;
+                r = addr_prefix_parse(text, &list[i]);
+                if (r == -EADDRNOTAVAIL)
+                        return setting_error(ctx, e, "\"%s\" has bits set past its length (the network is %s)",
+                                             text, addr_prefix_format(&list[i], net));
+                if (r < 0)
+                        return setting_error(ctx, e, "invalid prefix \"%s\" (expected a numeric address, "
+                                             "\"ADDR\" or \"ADDR/LEN\": \"192.0.2.0/24\", \"2001:db8::/32\", \"::1\")",
+                                             text);
+                for (int j = 0; j < i; j++)
+                        if (addr_prefix_equal(&list[i], &list[j]))
+                                return setting_error(ctx, e, "\"%s\" is listed twice (as %s)", text,
+                                                     addr_prefix_format(&list[j], net));
+        }
+        *count = (size_t) n;
+        return 0;
+}
+
 static int parse_control_path(struct parse_ctx *ctx, const struct setting_def *d,
                               const config_setting_t *s) {
         char *buf = field_of(ctx->c, d->offset);
@@ -408,6 +451,7 @@ static const struct setting_def settings[] = {
         { "limits",   "udp_rate",        parse_unsigned,     FIELD(udp_rate), 0, 0, 1000000 },
         { "limits",   "udp_burst",       parse_unsigned,     FIELD(udp_burst), 0, 1, 1000000 },
         { "limits",   "udp_loop_guard",  parse_bool,         FIELD(udp_loop_guard), 0, 0, 0 },
+        { "limits",   "exempt",          parse_prefixes,     FIELD(exempt), FIELD(n_exempt), 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

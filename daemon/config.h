@@ -18,6 +18,7 @@
 #endif
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/uppercased/uppercased.conf"
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_PREFIXES 64
 #define CONFIG_ERR_MAX 512
 
 enum worker_model {
@@ -56,11 +57,14 @@ struct config {
         unsigned log_burst;
 
         /* limits { tcp_per_source = 64; udp_rate = 100; udp_burst = 200;
-         *          udp_loop_guard = true; } */
+         *          udp_loop_guard = true;
+         *          exempt = [ "127.0.0.0/8", "::1" ]; } */
         unsigned tcp_per_source;         /* per IPv4 address or IPv6 /64, 0 = no limit */
         unsigned udp_rate;               /* datagrams answered per second per source, 0 = no limit */
         unsigned udp_burst;
         bool udp_loop_guard;             /* drop datagrams from ports 0..1023 and our own */
+        struct addr_prefix exempt[CONFIG_MAX_PREFIXES]; /* counted, never limited per source */
+        size_t n_exempt;
 };
 
 /* Built-in defaults (SPEC §3): [::]:12000 for TCP and UDP, event model. */

@@ -100,10 +100,16 @@ static void cmd_status(struct server *s, struct textbuf *out) {
 
 /* The limits in force (live: they follow a reload). */
 static void reply_limits(const struct shared *sh, struct textbuf *out) {
+        const struct source_limits *l = sh->limits;
+        char net[ADDR_PREFIX_MAX];
+
         textbuf_printf(out, "limits.tcp_per_source %u\nlimits.udp_rate %u\nlimits.udp_burst %u\n"
                       "limits.udp_loop_guard %s\n",
                       atomic_load(&sh->tcp_per_source), atomic_load(&sh->udp_rate),
                       atomic_load(&sh->udp_burst), atomic_load(&sh->udp_loop_guard) ? "yes" : "no");
+        /* Only this thread (the main loop, on reload) changes the list. */
+        for (size_t i = 0; i < l->n_exempt; i++)
+                textbuf_printf(out, "limits.exempt %s\n", addr_prefix_format(&l->exempt[i], net));
 }
 
 static void cmd_stats(struct server *s, struct textbuf *out) {

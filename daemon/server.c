@@ -84,6 +84,7 @@ static void server_apply_live(struct server *s, const struct config *c) {
         atomic_store(&s->shared->udp_rate, c->udp_rate);
         atomic_store(&s->shared->udp_burst, c->udp_burst);
         atomic_store(&s->shared->udp_loop_guard, c->udp_loop_guard);
+        shared_set_exempt(s->shared, c->exempt, c->n_exempt);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
 

@@ -6,11 +6,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "duration.h"
 #include "shared.h"
 #include "source.h"
 
 #define SLOT_NONE UINT32_MAX
+
+_Static_assert(CONFIG_MAX_PREFIXES <= SHARED_EXEMPT_MAX, "room for every exempt prefix");
 
 static const char *const close_reason_names[_CLOSE_MAX] = {
         [CLOSE_EOF] = "eof",
@@ -130,17 +133,40 @@ static void slot_push(struct shared *sh, struct conn_slot *slot) {
         sh->free_head = slot->index;
 }
 
-/* Under sh->lock: a slot for a connection from source k, or NULL with the
- * reason in *why. */
-static struct conn_slot *slot_admit(struct shared *sh, const struct source_key *k, enum reject_reason *why) {
-        unsigned max = atomic_load_explicit(&sh->max_connections, memory_order_relaxed);
+void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t n) {
+        struct source_limits *l = sh->limits;
+
+        if (n > SHARED_EXEMPT_MAX)
+                n = SHARED_EXEMPT_MAX;
+        pthread_mutex_lock(&sh->lock);
+        pthread_mutex_lock(&l->udp_lock);
+        memcpy(l->exempt, list, n * sizeof(list[0]));
+        l->n_exempt = n;
+        pthread_mutex_unlock(&l->udp_lock);
+        pthread_mutex_unlock(&sh->lock);
+}
+
+/* Under sh->lock: whether a connection from peer (source k) is over
+ * tcp_per_source.  An exempt source is counted, never refused. */
+static bool over_per_source(struct shared *sh, const union sockaddr_union *peer, const struct source_key *k) {
         unsigned per_source = atomic_load_explicit(&sh->tcp_per_source, memory_order_relaxed);
+        const struct source_limits *l = sh->limits;
+
+        return per_source > 0 && source_count(l->tcp, k) >= per_source &&
+               !addr_prefix_list_contains(l->exempt, l->n_exempt, peer);
+}
+
+/* Under sh->lock: a slot for a connection from peer (source k), or NULL
+ * with the reason in *why. */
+static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_union *peer,
+                                    const struct source_key *k, enum reject_reason *why) {
+        unsigned max = atomic_load_explicit(&sh->max_connections, memory_order_relaxed);
         struct conn_slot *slot;
 
         *why = REJECT_CONNECTIONS;
         if (atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >= max)
                 return NULL;
-        if (per_source > 0 && source_count(sh->limits->tcp, k) >= per_source) {
+        if (over_per_source(sh, peer, k)) {
                 *why = REJECT_PER_SOURCE;
                 return NULL;
         }
@@ -166,7 +192,7 @@ static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_unio
         struct conn_slot *slot;
 
         pthread_mutex_lock(&sh->lock);
-        slot = slot_admit(sh, &key, &reason);
+        slot = slot_admit(sh, peer, &key, &reason);
         pthread_mutex_unlock(&sh->lock);
 
         if (!slot) {

@@ -76,6 +76,8 @@ struct rate_table;
 
 /* At least CONFIG_MAX_LISTEN (checked in udp.c). */
 #define SHARED_UDP_PORTS_MAX 16
+/* At least CONFIG_MAX_PREFIXES (checked in shared.c). */
+#define SHARED_EXEMPT_MAX 64
 
 /* The per-source tables (source.h).  Unlike the rest of struct shared they
  * are ordinary heap memory of the daemon's main process, only pointed to
@@ -90,6 +92,11 @@ struct source_limits {
         struct rate_table *udp;                  /* under udp_lock */
         uint16_t udp_own_ports[SHARED_UDP_PORTS_MAX]; /* set at start, read-only after */
         size_t n_udp_own_ports;
+        /* limits.exempt: sources counted but never limited.  Changed under
+         * both locks (shared_set_exempt()), so each side reads it under
+         * its own. */
+        struct addr_prefix exempt[SHARED_EXEMPT_MAX];
+        size_t n_exempt;
 };
 
 struct shared {
@@ -120,9 +127,13 @@ struct shared {
 int shared_new(uint32_t nslots, struct shared **ret);
 void shared_free(struct shared *sh);
 
+/* Sets limits.exempt (n <= SHARED_EXEMPT_MAX), live. */
+void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t n);
+
 /* Takes a slot for a new connection from peer, or returns NULL when
  * max_connections (or the table) is full or peer's source (source.h) has
- * tcp_per_source connections already; then tcp_rejected (and
+ * tcp_per_source connections already (unless it is exempt: it is
+ * counted all the same); then tcp_rejected (and
  * tcp_rejected_per_source) is counted and, if why is not NULL, *why says
  * which.  The global limit is checked first. */
 struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer,

@@ -132,8 +132,9 @@ int udp_set_own_ports(struct shared *sh, const int *fds, size_t n) {
         return 0;
 }
 
-/* The rate limit for peers[i] where drop[i] is still UDP_DROP_NONE, under
- * the rate table's lock, taken once for the whole batch. */
+/* The rate limit for peers[i] where drop[i] is still UDP_DROP_NONE and the
+ * source is not exempt, under the rate table's lock, taken once for the
+ * whole batch. */
 static void udp_rate_limit(struct udp_batch *b, int n, unsigned rate, unsigned burst) {
         struct source_limits *l = b->shared->limits;
         uint64_t now_ns = now_usec_monotonic() * 1000;
@@ -143,7 +144,10 @@ static void udp_rate_limit(struct udp_batch *b, int n, unsigned rate, unsigned b
         for (int i = 0; i < n; i++) {
                 struct source_key k = source_key_of(&b->peers[i]);
 
-                if (b->drop[i] == UDP_DROP_NONE && !rate_table_take(l->udp, &k, now_ns))
+                if (b->drop[i] != UDP_DROP_NONE ||
+                    addr_prefix_list_contains(l->exempt, l->n_exempt, &b->peers[i]))
+                        continue;
+                if (!rate_table_take(l->udp, &k, now_ns))
                         b->drop[i] = UDP_DROP_RATE;
         }
         pthread_mutex_unlock(&l->udp_lock);

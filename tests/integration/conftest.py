@@ -188,38 +188,57 @@ def socket_ports(pid):
 # --------------------------------------------------------------------------
 # the daemon
 
+SHIPPED_CONFIG = os.path.join(REPO, "etc", "uppercased.conf")
+
+# config_text() keyword -> (group, setting) of the configuration file.
+SETTINGS = {
+    "tcp": ("listen", "tcp"), "udp": ("listen", "udp"), "backlog": ("listen", "backlog"),
+    "control": ("control", "path"), "group": ("control", "group"),
+    "model": ("workers", "model"), "threads": ("workers", "threads"),
+    "max_connections": ("workers", "max_connections"), "max_workers": ("workers", "max_workers"),
+    "idle": ("timeouts", "idle"), "write": ("timeouts", "write"), "shutdown": ("timeouts", "shutdown"),
+    "clients": ("log", "clients"), "rate": ("log", "rate"), "burst": ("log", "burst"),
+    "tcp_per_source": ("limits", "tcp_per_source"), "udp_rate": ("limits", "udp_rate"),
+    "udp_burst": ("limits", "udp_burst"), "udp_loop_guard": ("limits", "udp_loop_guard"),
+    "exempt": ("limits", "exempt"),
+}
+
+
+def libconfig_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[ %s ]" % ", ".join('"%s"' % x for x in v)
+    return '"%s"' % v
+
+
 def config_text(port, control, **kw):
-    """The libconfig text for a daemon on 127.0.0.1:port.  Keyword arguments
-    override single settings: tcp/udp (lists of "ADDR:PORT"), backlog,
-    model, threads, max_connections, max_workers, idle, write, shutdown,
-    clients, rate, burst, tcp_per_source, udp_rate, udp_burst,
-    udp_loop_guard; extra= appended verbatim.
+    """The shipped configuration, etc/uppercased.conf, for a daemon on
+    127.0.0.1:port with its control socket at control (group "": the test
+    machine has no group uppercased).  Keyword arguments change single
+    settings (SETTINGS: tcp/udp as lists of "ADDR:PORT", durations as
+    strings, exempt as a list of prefixes); extra= is appended verbatim.
 
-    The per-source limits are off unless asked for: every test client comes
-    from 127.0.0.1, and tests about something else must not trip over
-    them (test_source_limits.py is about them)."""
-    tcp = kw.get("tcp", ["127.0.0.1:%d" % port])
-    udp = kw.get("udp", ["127.0.0.1:%d" % port])
-
-    def lst(xs):
-        return ", ".join('"%s"' % x for x in xs)
-
-    lines = [
-        "# written by tests/integration/conftest.py",
-        "listen: { tcp = [ %s ]; udp = [ %s ]; backlog = %d; };"
-        % (lst(tcp), lst(udp), kw.get("backlog", 128)),
-        'control: { path = "%s"; mode = "0660"; group = ""; };' % control,
-        'workers: { model = "%s"; threads = %d; max_connections = %d; max_workers = %d; };'
-        % (kw.get("model", "event"), kw.get("threads", 1),
-           kw.get("max_connections", 1024), kw.get("max_workers", 1024)),
-        'timeouts: { idle = "%s"; write = "%s"; shutdown = "%s"; };'
-        % (kw.get("idle", "300s"), kw.get("write", "30s"), kw.get("shutdown", "10s")),
-        "log: { clients = %s; rate = %d; burst = %d; };"
-        % ("true" if kw.get("clients", True) else "false", kw.get("rate", 0), kw.get("burst", 200)),
-        "limits: { tcp_per_source = %d; udp_rate = %d; udp_burst = %d; udp_loop_guard = %s; };"
-        % (kw.get("tcp_per_source", 0), kw.get("udp_rate", 0), kw.get("udp_burst", 200),
-           "true" if kw.get("udp_loop_guard", True) else "false"),
-    ]
+    Everything else is exactly as shipped: a test changes only the setting
+    it is about."""
+    values = {"tcp": ["127.0.0.1:%d" % port], "udp": ["127.0.0.1:%d" % port],
+              "control": control, "group": ""}
+    values.update((k, v) for k, v in kw.items() if k != "extra")
+    wanted = {SETTINGS[k]: libconfig_value(v) for k, v in values.items()}
+    lines, group = ["# tests/integration/conftest.py: etc/uppercased.conf, changed: %s"
+                    % ", ".join("%s.%s" % g for g in sorted(wanted))], None
+    with open(SHIPPED_CONFIG) as f:
+        for line in f.read().splitlines():
+            m = re.match(r"^(\w+):\s*\{", line)
+            if m:
+                group = m.group(1)
+            m = re.match(r"^(\s*)(\w+)\s*=.*;\s*$", line)
+            if m and (group, m.group(2)) in wanted:
+                line = "%s%s = %s;" % (m.group(1), m.group(2), wanted.pop((group, m.group(2))))
+            lines.append(line)
+    assert not wanted, "not in %s: %s" % (SHIPPED_CONFIG, wanted)
     if kw.get("extra"):
         lines.append(kw["extra"])
     return "\n".join(lines) + "\n"

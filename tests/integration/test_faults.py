@@ -36,8 +36,8 @@ UDP_MAX = 65507
 
 def make(daemon_factory, model, **config):
     """A daemon of the test's own, with backlog room for the bursts of
-    connections these tests open.  (Per-source limits are off, as in every
-    daemon of conftest.py unless a test asks for them.)"""
+    connections these tests open.  (Its clients, on loopback, are exempt
+    from the per-source limits, as shipped.)"""
     m, args = model
     config.setdefault("backlog", 1024)
     return daemon_factory(model=m, args=args, **config)

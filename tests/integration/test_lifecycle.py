@@ -347,13 +347,9 @@ def bad_syntax(d):
 
 
 def bad_value(d):
-    good = config_text(d.port, d.control, model=d.model, idle="1s", rate=0)
-    lines = [l for l in good.splitlines() if not l.startswith("timeouts:")]
-    lines.append('timeouts: {')
-    lines.append('  idle = "1s";')
-    lines.append('  write = "not-a-duration";')
-    lines.append('};')
-    return "\n".join(lines) + "\n", len(lines) - 1
+    bad = config_text(d.port, d.control, model=d.model, idle="1s", rate=0, write="not-a-duration")
+    lines = bad.splitlines()
+    return bad, 1 + lines.index('  write = "not-a-duration";')
 
 
 @pytest.mark.slow

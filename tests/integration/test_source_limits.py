@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Per-source limits (uppercased.conf(5), "limits"), in every worker model:
 concurrent TCP connections per source, the UDP rate per source, the UDP
-loop guard; their counters, their log lines, and their change on reload.
+loop guard; their counters, their log lines, and their change on reload;
+the exempt sources, loopback as shipped.
 
-127.0.0.0/8 is all loopback: 127.0.0.2 and 127.0.0.3 are other sources."""
+127.0.0.0/8 is all loopback: 127.0.0.2 and 127.0.0.3 are other sources.
+The tests of a limit set exempt = [] (the shipped list exempts all of
+loopback); the loop guard applies to exempt sources too."""
 
 import re
 import socket
@@ -91,7 +94,9 @@ def privileged_udp_socket():
 
 
 def make(daemon_factory, model, **config):
+    """A daemon for a test of the limits: no source exempt, unless said."""
     m, args = model
+    config.setdefault("exempt", [])
     return daemon_factory(model=m, args=args, **config)
 
 
@@ -163,7 +168,7 @@ def test_tcp_per_source_reload(daemon_factory, model):
 def test_tcp_per_source_mapped_and_ipv6(daemon_factory):
     """On a dual-stack [::] socket an IPv4 client is counted by its IPv4
     address; an IPv6 client is another source."""
-    d = daemon_factory(model="event", start=False, tcp_per_source=1)
+    d = daemon_factory(model="event", start=False, tcp_per_source=1, exempt=[])
     d.port = free_port()
     d.config["tcp"] = ["[::]:%d" % d.port]
     d.write_config()
@@ -249,7 +254,7 @@ def test_udp_rate_limit(daemon_factory, model):
 def test_udp_rate_limit_across_readers(daemon_factory):
     """Event model with two loops (both read the UDP socket): one bucket
     per source, whichever loop reads the datagram."""
-    d = daemon_factory(model="event", args=["-t", "2"], udp_rate=1, udp_burst=10)
+    d = daemon_factory(model="event", args=["-t", "2"], udp_rate=1, udp_burst=10, exempt=[])
     u = udp_socket()
     try:
         send_burst(u, d, 40)
@@ -329,10 +334,10 @@ def test_loop_guard_own_ports(daemon_factory, model):
 # stats in every format
 
 def test_stats_show_limits(daemon_factory):
-    d = daemon_factory(model="event", tcp_per_source=64, udp_rate=100, udp_burst=200)
+    d = daemon_factory(model="event")
     st = stats(d)
     assert st["limits"] == {"tcp_per_source": 64, "udp_rate": 100, "udp_burst": 200,
-                            "udp_loop_guard": True}
+                            "udp_loop_guard": True, "exempt": ["127.0.0.0/8", "::1"]}
     for k in ("rejected", "rejected_per_source"):
         assert st["tcp"][k] == 0
     for k in ("rate_limited", "loop_dropped"):
@@ -344,6 +349,7 @@ def test_stats_show_limits(daemon_factory):
     assert re.search(r"^  UDP rate per source +100 /s$", section, re.M), human
     assert re.search(r"^  UDP burst per source +200$", section, re.M), human
     assert re.search(r"^  UDP loop guard +on$", section, re.M), human
+    assert re.search(r"^  exempt sources +127\.0\.0\.0/8, ::1$", section, re.M), human
     assert re.search(r"^  rejected per source +0$", human, re.M), human
     assert re.search(r"^  rate limited +0$", human, re.M), human
     assert re.search(r"^  dropped \(loop guard\) +0$", human, re.M), human
@@ -364,12 +370,14 @@ def test_stats_show_limits(daemon_factory):
 
     # The wire protocol itself (socat's view).
     raw = ctl(d, "--json", "stats")
-    assert '"limits":{"tcp_per_source":64,"udp_rate":100,"udp_burst":200,"udp_loop_guard":true}' in raw
+    assert ('"limits":{"tcp_per_source":64,"udp_rate":100,"udp_burst":200,"udp_loop_guard":true,'
+            '"exempt":["127.0.0.0/8","::1"]}') in raw
 
 
 def test_shipped_defaults(daemon_factory):
     """The built-in defaults are the documented ones: 64 connections, 100
-    datagrams per second with bursts of 200, the guard on."""
+    datagrams per second with bursts of 200, the guard on, loopback
+    exempt."""
     d = daemon_factory(model="event", start=False)
     d.port = free_port()
     with open(d.conf, "w") as f:
@@ -377,4 +385,144 @@ def test_shipped_defaults(daemon_factory):
                 'control: { path = "%s"; group = ""; };\n' % (d.port, d.port, d.control))
     d.start()
     assert stats(d)["limits"] == {"tcp_per_source": 64, "udp_rate": 100, "udp_burst": 200,
-                                  "udp_loop_guard": True}
+                                  "udp_loop_guard": True, "exempt": ["127.0.0.0/8", "::1"]}
+
+
+# --------------------------------------------------------------------------
+# exempt sources: the lab VM, where every client is 127.0.0.1
+
+def test_exempt_many_idle_connections(daemon_factory, model):
+    """Shipped configuration, every client on 127.0.0.1: 300 idle
+    connections, far over tcp_per_source = 64, and a new client is still
+    served; all are counted as active, none refused."""
+    m, args = model
+    d = daemon_factory(model=m, args=args)
+    held = []
+    try:
+        for _ in range(300):
+            held.append(connect(d))
+        newcomer = connect(d)
+        held.append(newcomer)
+        served(newcomer)
+        st = wait_stats(d, lambda s: s["tcp"]["active"] == 301, timeout=10)
+        assert st["tcp"]["active"] == 301 and st["tcp"]["rejected"] == 0, st["tcp"]
+        served(held[0], b"il primo")
+    finally:
+        for s in held:
+            s.close()
+
+
+def connect_per_request_loop(d, seconds, clients=64):
+    """`clients` threads connecting, asking once and closing, for `seconds`:
+    (answered, errors)."""
+    import threading
+    answered, errors = [0], []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def one(i):
+        n = 0
+        while time.monotonic() < end:
+            try:
+                s = connect(d)
+                try:
+                    served(s, b"richiesta %d" % n)
+                finally:
+                    s.close()
+                n += 1
+            except OSError as e:
+                with lock:
+                    errors.append(repr(e))
+        with lock:
+            answered[0] += n
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return answered[0], errors
+
+
+def test_exempt_connect_per_request(daemon_factory, model):
+    """Shipped configuration: 64 concurrent connect-per-request clients on
+    127.0.0.1 for 4 s get no error."""
+    m, args = model
+    d = daemon_factory(model=m, args=args)
+    answered, errors = connect_per_request_loop(d, 4.0)
+    assert errors == [] and answered > 64, (answered, errors[:5])
+    assert stats(d)["tcp"]["rejected"] == 0
+
+
+def test_exempt_udp_back_to_back(daemon_factory, model):
+    """Shipped configuration: 1,000 UDP requests back to back from one
+    127.0.0.1 socket (five times the burst of 200) are all answered."""
+    m, args = model
+    d = daemon_factory(model=m, args=args)
+    u = udp_socket()
+    got = set()
+    try:
+        for i in range(1000):
+            u.sendto(b"dato %d" % i, ("127.0.0.1", d.port))
+            # One reply in flight at a time: back to back, not lost to a
+            # full receive buffer.
+            u.settimeout(SOCK_TIMEOUT)
+            got.add(u.recvfrom(64)[0])
+        assert got == {b"DATO %d" % i for i in range(1000)}
+        st = stats(d)
+        assert st["udp"]["rate_limited"] == 0 and st["udp"]["datagrams"] == 1000, st["udp"]
+    finally:
+        u.close()
+
+
+def test_exempt_only_the_listed_sources(daemon_factory, model):
+    """exempt = [ "127.0.0.1" ]: 127.0.0.1 passes both limits, 127.0.0.2
+    is held to them exactly as without the list."""
+    d = make(daemon_factory, model, exempt=["127.0.0.1"], tcp_per_source=2, udp_rate=RATE,
+             udp_burst=BURST)
+    mine = [connect(d) for _ in range(5)]
+    theirs = [connect(d, source="127.0.0.2") for _ in range(2)]
+    u, v = udp_socket(), udp_socket("127.0.0.2")
+    try:
+        for s in mine + theirs:
+            served(s)
+        extra = connect(d, source="127.0.0.2")
+        assert_rejected(d, extra)
+        extra.close()
+        send_burst(u, d, 12)
+        assert len(replies(u, 0.5)) == 12
+        send_burst(v, d, 12)
+        assert BURST <= len(replies(v, 0.5)) <= BURST + 3
+        st = wait_stats(d, lambda s: s["udp"]["datagrams"] == 24)
+        assert st["tcp"]["rejected_per_source"] == 1
+        assert 12 - 3 - BURST <= st["udp"]["rate_limited"] <= 12 - BURST
+        assert stats(d)["limits"]["exempt"] == ["127.0.0.1"]
+    finally:
+        for s in mine + theirs:
+            s.close()
+        u.close()
+        v.close()
+
+
+def test_exempt_reload(daemon_factory):
+    """The list is live: emptied by a reload, 127.0.0.1 is limited again
+    (its open connections, counted all along, are not closed)."""
+    d = daemon_factory(model="event", tcp_per_source=2)
+    mine = [connect(d) for _ in range(3)]
+    try:
+        for s in mine:
+            served(s)
+        reload_with(d, exempt=[])
+        assert "exempt" not in stats(d)["limits"]
+        extra = connect(d)
+        assert_rejected(d, extra)
+        extra.close()
+        for s in mine:
+            served(s, b"ancora")
+        reload_with(d, exempt=["127.0.0.0/8"])
+        more = connect(d)
+        mine.append(more)
+        served(more)
+    finally:
+        for s in mine:
+            s.close()

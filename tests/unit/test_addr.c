@@ -236,6 +236,155 @@ START_TEST(test_format_unknown_family) {
 }
 END_TEST
 
+/* ---- prefixes ---- */
+
+static union sockaddr_union peer_of(const char *host) {
+        union sockaddr_union sa;
+
+        memset(&sa, 0, sizeof(sa));
+        if (inet_pton(AF_INET, host, &sa.in.sin_addr) == 1)
+                sa.in.sin_family = AF_INET;
+        else {
+                ck_assert_int_eq(inet_pton(AF_INET6, host, &sa.in6.sin6_addr), 1);
+                sa.in6.sin6_family = AF_INET6;
+        }
+        return sa;
+}
+
+static struct addr_prefix prefix_of(const char *text) {
+        struct addr_prefix p;
+
+        ck_assert_msg(addr_prefix_parse(text, &p) == 0, "%s does not parse", text);
+        return p;
+}
+
+static const struct {
+        const char *in, *formatted;
+} prefix_valid[] = {
+        { "127.0.0.0/8",          "127.0.0.0/8" },
+        { "127.0.0.1",            "127.0.0.1" },
+        { "127.0.0.1/32",         "127.0.0.1" },
+        { "0.0.0.0/0",            "0.0.0.0/0" },
+        { "192.0.2.128/25",       "192.0.2.128/25" },
+        { "::1",                  "::1" },
+        { "::1/128",              "::1" },
+        { "::/0",                 "::/0" },
+        { "2001:db8::/32",        "2001:db8::/32" },
+        { "2001:DB8:0:0::/64",    "2001:db8::/64" },
+        { "fe80::/10",            "fe80::/10" },
+        { "::ffff:0.0.0.0/96",    "::ffff:0.0.0.0/96" },
+};
+
+START_TEST(test_prefix_parse_valid) {
+        char buf[ADDR_PREFIX_MAX];
+        struct addr_prefix p = prefix_of(prefix_valid[_i].in);
+
+        ck_assert_str_eq(addr_prefix_format(&p, buf), prefix_valid[_i].formatted);
+}
+END_TEST
+
+static const char *const prefix_invalid[] = {
+        "", "/8", "127.0.0.0/", "127.0.0.0/33", "127.0.0.0/-1", "127.0.0.0/+8", "127.0.0.0/8/8",
+        "127.0.0.0/ 8", "127.0.0.0/0x8", "127.0.0.0/0008", "::/129", "127.0.0", "127.0.0.256",
+        "localhost", "[::1]", "::1:", "127.0.0.1:80", " 127.0.0.1", "127.0.0.1 ",
+};
+
+START_TEST(test_prefix_parse_invalid) {
+        struct addr_prefix p;
+
+        ck_assert_msg(addr_prefix_parse(prefix_invalid[_i], &p) == -EINVAL, "\"%s\" parsed", prefix_invalid[_i]);
+}
+END_TEST
+
+/* Bits past the length are a typo for the network: refused, naming it. */
+START_TEST(test_prefix_host_bits) {
+        static const struct {
+                const char *in, *network;
+        } cases[] = {
+                { "127.0.0.1/8",   "127.0.0.0/8" },
+                { "192.0.2.1/31",  "192.0.2.0/31" },
+                { "2001:db8::1/64", "2001:db8::/64" },
+                { "::1/127",       "::/127" },
+                { "1.2.3.4/0",     "0.0.0.0/0" },
+        };
+        char buf[ADDR_PREFIX_MAX];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct addr_prefix p;
+
+                ck_assert_int_eq(addr_prefix_parse(cases[i].in, &p), -EADDRNOTAVAIL);
+                ck_assert_str_eq(addr_prefix_format(&p, buf), cases[i].network);
+        }
+}
+END_TEST
+
+START_TEST(test_prefix_contains) {
+        static const struct {
+                const char *prefix, *host;
+                bool in;
+        } cases[] = {
+                { "127.0.0.0/8",   "127.0.0.1",        true },
+                { "127.0.0.0/8",   "127.255.255.255",  true },
+                { "127.0.0.0/8",   "128.0.0.1",        false },
+                { "127.0.0.0/8",   "126.255.255.255",  false },
+                /* An IPv4 client of the dual-stack socket. */
+                { "127.0.0.0/8",   "::ffff:127.0.0.1", true },
+                { "127.0.0.0/8",   "::ffff:10.0.0.1",  false },
+                { "127.0.0.0/8",   "::1",              false },
+                { "127.0.0.0/8",   "::7f00:1",         false },  /* IPv4-compatible is not mapped */
+                { "192.0.2.128/25", "192.0.2.128",     true },
+                { "192.0.2.128/25", "192.0.2.127",     false },
+                { "10.1.2.3",      "10.1.2.3",         true },
+                { "10.1.2.3",      "10.1.2.4",         false },
+                { "0.0.0.0/0",     "203.0.113.9",      true },
+                { "0.0.0.0/0",     "2001:db8::1",      false },
+                { "::1",           "::1",              true },
+                { "::1",           "::2",              false },
+                { "::1",           "127.0.0.1",        false },
+                { "::/0",          "2001:db8::1",      true },
+                { "::/0",          "192.0.2.1",        true },   /* every address, mapped included */
+                { "2001:db8::/32", "2001:db8:ffff::1", true },
+                { "2001:db8::/32", "2001:db9::1",      false },
+                { "fe80::/10",     "febf::1",          true },
+                { "fe80::/10",     "fec0::1",          false },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct addr_prefix p = prefix_of(cases[i].prefix);
+                union sockaddr_union sa = peer_of(cases[i].host);
+
+                ck_assert_msg(addr_prefix_contains(&p, &sa) == cases[i].in, "%s in %s: expected %d",
+                              cases[i].host, cases[i].prefix, cases[i].in);
+        }
+}
+END_TEST
+
+START_TEST(test_prefix_list) {
+        struct addr_prefix list[] = { prefix_of("127.0.0.0/8"), prefix_of("::1") };
+        union sockaddr_union v6 = peer_of("::1"), v4 = peer_of("127.1.2.3");
+        union sockaddr_union other = peer_of("192.0.2.1"), unix_sa;
+
+        ck_assert(addr_prefix_list_contains(list, 2, &v6));
+        ck_assert(addr_prefix_list_contains(list, 2, &v4));
+        ck_assert(!addr_prefix_list_contains(list, 2, &other));
+        ck_assert(!addr_prefix_list_contains(list, 0, &v4));
+        memset(&unix_sa, 0, sizeof(unix_sa));
+        unix_sa.sa.sa_family = AF_UNIX;
+        ck_assert(!addr_prefix_list_contains(list, 2, &unix_sa));
+}
+END_TEST
+
+START_TEST(test_prefix_equal) {
+        struct addr_prefix a = prefix_of("127.0.0.0/8"), b = prefix_of("127.0.0.0/8");
+        struct addr_prefix c = prefix_of("127.0.0.0/9"), d = prefix_of("::ffff:127.0.0.0/104");
+
+        ck_assert(addr_prefix_equal(&a, &b));
+        ck_assert(!addr_prefix_equal(&a, &c));
+        /* The same network written two ways. */
+        ck_assert(addr_prefix_equal(&a, &d));
+}
+END_TEST
+
 Suite *addr_suite(void) {
         Suite *s = suite_create("addr");
         TCase *tc;
@@ -253,6 +402,16 @@ Suite *addr_suite(void) {
         tcase_add_test(tc, test_format_longest);
         tcase_add_test(tc, test_format_roundtrip);
         tcase_add_test(tc, test_format_unknown_family);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("prefix");
+        tcase_add_loop_test(tc, test_prefix_parse_valid, 0, (int) (sizeof(prefix_valid) / sizeof(prefix_valid[0])));
+        tcase_add_loop_test(tc, test_prefix_parse_invalid, 0,
+                            (int) (sizeof(prefix_invalid) / sizeof(prefix_invalid[0])));
+        tcase_add_test(tc, test_prefix_host_bits);
+        tcase_add_test(tc, test_prefix_contains);
+        tcase_add_test(tc, test_prefix_list);
+        tcase_add_test(tc, test_prefix_equal);
         suite_add_tcase(s, tc);
 
         return s;

@@ -105,6 +105,15 @@ static void assert_config_eq(const struct config *a, const struct config *b) {
         ck_assert_uint_eq(a->udp_rate, b->udp_rate);
         ck_assert_uint_eq(a->udp_burst, b->udp_burst);
         ck_assert_int_eq(a->udp_loop_guard, b->udp_loop_guard);
+        ck_assert_uint_eq(a->n_exempt, b->n_exempt);
+        for (size_t i = 0; i < a->n_exempt; i++)
+                ck_assert(addr_prefix_equal(&a->exempt[i], &b->exempt[i]));
+}
+
+static void assert_prefix(const struct addr_prefix *p, const char *text) {
+        char buf[ADDR_PREFIX_MAX];
+
+        ck_assert_str_eq(addr_prefix_format(p, buf), text);
 }
 
 /* ---- defaults and the shipped file ---------------------------------- */
@@ -137,6 +146,9 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c.udp_rate, 100);
         ck_assert_uint_eq(c.udp_burst, 200);
         ck_assert(c.udp_loop_guard);
+        ck_assert_uint_eq(c.n_exempt, 2);
+        assert_prefix(&c.exempt[0], "127.0.0.0/8");
+        assert_prefix(&c.exempt[1], "::1");
         ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
 }
 END_TEST
@@ -181,6 +193,7 @@ START_TEST(test_shipped_complete) {
                 "timeouts.idle", "timeouts.write", "timeouts.shutdown",
                 "log.clients", "log.rate", "log.burst",
                 "limits.tcp_per_source", "limits.udp_rate", "limits.udp_burst", "limits.udp_loop_guard",
+                "limits.exempt",
         };
         char path[PATH_MAX];
         config_t cfg;
@@ -235,6 +248,7 @@ START_TEST(test_all_settings) {
                 "  udp_rate = 1000000;\n"
                 "  udp_burst = 1;\n"
                 "  udp_loop_guard = false;\n"
+                "  exempt = [ \"192.0.2.0/24\", \"2001:db8::/32\", \"10.1.2.3\", \"::ffff:198.51.100.0/120\" ];\n"
                 "};\n", &c);
 
         ck_assert_uint_eq(c.n_tcp, 4);
@@ -262,6 +276,21 @@ START_TEST(test_all_settings) {
         ck_assert_uint_eq(c.udp_rate, 1000000);
         ck_assert_uint_eq(c.udp_burst, 1);
         ck_assert(!c.udp_loop_guard);
+        ck_assert_uint_eq(c.n_exempt, 4);
+        assert_prefix(&c.exempt[0], "192.0.2.0/24");
+        assert_prefix(&c.exempt[1], "2001:db8::/32");
+        assert_prefix(&c.exempt[2], "10.1.2.3");
+        assert_prefix(&c.exempt[3], "::ffff:198.51.100.0/120");
+}
+END_TEST
+
+/* An empty list exempts no source. */
+START_TEST(test_exempt_empty) {
+        struct config c;
+
+        load_ok("limits: { exempt = []; };\n", &c);
+        ck_assert_uint_eq(c.n_exempt, 0);
+        ck_assert_uint_eq(c.tcp_per_source, 64);
 }
 END_TEST
 
@@ -528,8 +557,19 @@ static const struct {
           "limits.udp_burst: 0 is out of range (expected 1..1000000)" },
         { "limits: {\n  udp_loop_guard = 1;\n};\n", 2, "limits.udp_loop_guard: expected true or false, got an integer" },
         { "limits: {\n  udp_rates = 5;\n};\n", 2,
-          "limits.udp_rates: unknown setting (limits has: tcp_per_source, udp_rate, udp_burst, udp_loop_guard)" },
+          "limits.udp_rates: unknown setting (limits has: tcp_per_source, udp_rate, udp_burst, udp_loop_guard, exempt)" },
         { "limits = 64;\n", 1, "limits: expected a group" },
+        { "limits: {\n  exempt = \"127.0.0.1\";\n};\n", 2,
+          "limits.exempt: expected a list of \"ADDR\" or \"ADDR/LEN\" strings" },
+        { "limits: {\n  exempt = [ 127 ];\n};\n", 2,
+          "limits.exempt[0]: expected a string \"ADDR\" or \"ADDR/LEN\", got an integer" },
+        { "limits: {\n  exempt = [ \"::1\",\n    \"localhost\" ];\n};\n", 3,
+          "limits.exempt[1]: invalid prefix \"localhost\"" },
+        { "limits: {\n  exempt = [ \"127.0.0.0/33\" ];\n};\n", 2, "invalid prefix \"127.0.0.0/33\"" },
+        { "limits: {\n  exempt = [ \"127.0.0.1/8\" ];\n};\n", 2,
+          "limits.exempt[0]: \"127.0.0.1/8\" has bits set past its length (the network is 127.0.0.0/8)" },
+        { "limits: {\n  exempt = [ \"127.0.0.0/8\", \"127.0.0.0/8\" ];\n};\n", 2,
+          "limits.exempt[1]: \"127.0.0.0/8\" is listed twice (as 127.0.0.0/8)" },
 
         /* Only the first error is reported. */
         { "listen: {\n  backlog = 0;\n  tcp = [ \"x\" ];\n};\nfoo: {};\n", 2, "listen.backlog:" },
@@ -754,6 +794,7 @@ Suite *config_suite(void) {
         tcase_add_test(tc, test_shipped_complete);
         tcase_add_test(tc, test_all_settings);
         tcase_add_test(tc, test_limits_off);
+        tcase_add_test(tc, test_exempt_empty);
         tcase_add_test(tc, test_partial);
         tcase_add_test(tc, test_models);
         tcase_add_test(tc, test_modes);

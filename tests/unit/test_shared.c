@@ -152,6 +152,49 @@ START_TEST(test_per_source_ipv6_prefix) {
 }
 END_TEST
 
+static struct addr_prefix prefix_of(const char *text) {
+        struct addr_prefix p;
+
+        ck_assert_int_eq(addr_prefix_parse(text, &p), 0);
+        return p;
+}
+
+/* limits.exempt: counted, never refused per source; max_connections still
+ * applies; a change is live, and a release after it still balances. */
+START_TEST(test_per_source_exempt) {
+        struct shared *sh = shared_with(16, 6);
+        struct addr_prefix exempt[] = { prefix_of("127.0.0.0/8"), prefix_of("::1") };
+        union sockaddr_union lo = peer_v4("127.0.0.1", 1), lo_mapped = peer_v6("::ffff:127.0.0.2", 1);
+        union sockaddr_union lo6 = peer_v6("::1", 1), other = peer_v4("192.0.2.7", 1);
+        struct conn_slot *held[4];
+
+        atomic_store(&sh->tcp_per_source, 1);
+        shared_set_exempt(sh, exempt, 2);
+        for (int i = 0; i < 3; i++)
+                held[i] = conn_slot_take(sh, i == 1 ? &lo_mapped : &lo, NULL);
+        for (int i = 0; i < 3; i++)
+                ck_assert_ptr_nonnull(held[i]);
+        ck_assert_uint_eq(count_of(sh, &lo), 2);        /* counted all the same */
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &lo6, NULL));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &lo6, NULL));
+        ck_assert_ptr_nonnull(conn_slot_take(sh, &other, NULL));
+        assert_refused(sh, &other, REJECT_CONNECTIONS); /* the global limit holds */
+        atomic_store(&sh->max_connections, 16);
+        assert_refused(sh, &other, REJECT_PER_SOURCE);  /* the source is not exempt */
+
+        /* No source exempt any more: loopback is over its limit now. */
+        shared_set_exempt(sh, NULL, 0);
+        assert_refused(sh, &lo, REJECT_PER_SOURCE);
+        for (int i = 0; i < 3; i++)
+                conn_slot_release(sh, held[i]);
+        ck_assert_uint_eq(count_of(sh, &lo), 0);
+        held[3] = conn_slot_take(sh, &lo, NULL);
+        ck_assert_ptr_nonnull(held[3]);
+        assert_refused(sh, &lo, REJECT_PER_SOURCE);
+        shared_free(sh);
+}
+END_TEST
+
 /* At both limits at once, the global one is the reason. */
 START_TEST(test_per_source_global_first) {
         struct shared *sh = shared_with(16, 2);
@@ -274,6 +317,7 @@ Suite *shared_suite(void) {
         tcase_add_test(tc, test_max_connections);
         tcase_add_test(tc, test_per_source_limit);
         tcase_add_test(tc, test_per_source_ipv6_prefix);
+        tcase_add_test(tc, test_per_source_exempt);
         tcase_add_test(tc, test_per_source_global_first);
         tcase_add_test(tc, test_per_source_all_distinct);
         tcase_add_test(tc, test_table_full);
