@@ -242,7 +242,9 @@ def test_client_address_and_port_in_the_log(guide, daemon_factory, lab):
     ports = [int(m.group(1)) for m in
              (re.match(r"^udp datagram from 127\.0\.0\.1 port (\d+): 4 bytes in, 4 bytes out$", l)
               for l in d.log_lines()) if m]
-    assert len(ports) == 3 and len(set(ports)) == 3, d.log()
+    # Each run is a new socket with a port the kernel picks at random: they
+    # differ (two of three may meet by chance, all three practically never).
+    assert len(ports) == 3 and len(set(ports)) >= 2, d.log()
     assert d.wait_log(re.compile(r"^tcp connection from 127\.0\.0\.1 port \d+ closed \(eof\): "
                                  r"10 bytes in, 10 bytes out, ")) is not None, d.log()
 
