@@ -54,12 +54,13 @@ CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
 LIBCLIENT  := $(BUILD)/libclient.a
 UNIT       := $(BUILD)/unit-tests
 TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
+SHIMS      := $(patsubst tests/shim/%.c,$(BUILD)/tests/%.so,$(wildcard tests/shim/*.c))
 
 PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
 MANPAGES   := $(wildcard man/*.[1-8])
 
 .PHONY: all deps run check check-unit check-asan check-integration check-system install clean
-all: $(PROGRAMS) $(UNIT) $(TOOLS)
+all: $(PROGRAMS) $(UNIT) $(TOOLS) $(SHIMS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -85,6 +86,11 @@ $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of
+# their own (they are loaded into the sanitized daemon too).
+$(BUILD)/tests/%.so: tests/shim/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g $(WARNINGS) -fPIC -shared -o $@ $< -ldl
 
 # transform table: daemon/upcase.c maps non-ASCII text through a table that
 # tools/gen-case-table.c builds from the libunistring on the build machine

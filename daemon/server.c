@@ -505,12 +505,23 @@ static int server_serve_connection(struct server *s) {
         return 0;
 }
 
+/* The model could not end all its workers (worker_ops.finish()): they may
+ * still use the shared area, the log and the model's memory, so nothing is
+ * torn down; ending the process ends them.  Every connection was closed or
+ * handed over already. */
+static _Noreturn void server_abandon(void) {
+        log_info("Stopped, without waiting for the workers still busy");
+        log_flush_suppressed();
+        _exit(EXIT_SUCCESS);
+}
+
 int server_run(const struct overrides *o, const struct config *c, const char *config_file) {
         struct server s = {
                 .config = *c,
                 .overrides = o,
                 .start_usec = now_usec_monotonic(),
         };
+        bool finished;
         int r;
 
         snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
@@ -527,8 +538,10 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
                 r = sd_event_loop(s.event);
                 if (r < 0)
                         log_error_errno(r, "Event loop failed: %m");
-                s.ops->finish(&s);
+                finished = s.ops->finish(&s);
                 server_store_handover(&s);
+                if (!finished)
+                        server_abandon();
                 log_info("Stopped");
         }
 

@@ -768,23 +768,30 @@ static bool event_drained(struct server *s) {
         return true;
 }
 
-static void event_finish(struct server *s) {
+static bool event_finish(struct server *s) {
         struct event_worker *w = s->worker;
+        uint64_t deadline = now_usec_monotonic() + FINISH_WAIT_USEC;
 
         if (!w)
-                return;
+                return true;
+        for (unsigned i = 0; i < w->n; i++)
+                if (w->loops[i]->thread_started && !atomic_load(&w->loops[i]->done))
+                        loop_wake(w->loops[i], WAKE_ABORT);
         for (unsigned i = 0; i < w->n; i++) {
                 struct loop *l = w->loops[i];
 
-                if (l->thread_started) {
-                        if (!atomic_load(&l->done))
-                                loop_wake(l, WAKE_ABORT);
-                        pthread_join(l->thread, NULL);
+                if (l->thread_started && !worker_join_until(l->thread, deadline)) {
+                        log_warning("An event loop did not end within %u s of being told to",
+                                    (unsigned) (FINISH_WAIT_USEC / USEC_PER_SEC));
+                        return false;
                 }
-                loop_free(l);
+                l->thread_started = false;
         }
+        for (unsigned i = 0; i < w->n; i++)
+                loop_free(w->loops[i]);
         free(w);
         s->worker = NULL;
+        return true;
 }
 
 static bool event_alive(struct server *s, uint64_t now, uint64_t timeout) {

@@ -255,11 +255,12 @@ static bool process_drained(struct server *s) {
         return w->n_children == 0;
 }
 
-static void process_finish(struct server *s) {
+/* Children are killed and reaped here: nothing outlives this. */
+static bool process_finish(struct server *s) {
         struct process_worker *w = s->worker;
 
         if (!w)
-                return;
+                return true;
         atomic_store(&s->shared->aborting, true);
         while (w->children) {
                 struct child *c = w->children;
@@ -277,6 +278,7 @@ static void process_finish(struct server *s) {
         udp_batch_free(w->udp);
         free(w);
         s->worker = NULL;
+        return true;
 }
 
 static bool process_alive(struct server *s, uint64_t now, uint64_t timeout) {

@@ -22,7 +22,6 @@
 
 /* Buffers live on the heap, so connection threads need little stack. */
 #define THREAD_STACK (64 * 1024)
-#define FINISH_WAIT_USEC USEC_PER_SEC
 
 struct udp_thread {
         struct shared *shared;
@@ -222,12 +221,26 @@ static bool thread_drained(struct server *s) {
         return atomic_load(&w->conn_threads) == 0;
 }
 
-static void thread_finish(struct server *s) {
+/* Joins the UDP threads, waiting until deadline (CLOCK_MONOTONIC) at most;
+ * false when one is still running then. */
+static bool udp_threads_join(struct thread_worker *w, uint64_t deadline) {
+        for (size_t i = 0; i < w->n_udp; i++) {
+                if (!w->udp[i].batch)
+                        continue;
+                if (!worker_join_until(w->udp[i].thread, deadline))
+                        return false;
+                udp_batch_free(w->udp[i].batch);
+                w->udp[i].batch = NULL;
+        }
+        return true;
+}
+
+static bool thread_finish(struct server *s) {
         struct thread_worker *w = s->worker;
         uint64_t deadline = now_usec_monotonic() + FINISH_WAIT_USEC;
 
         if (!w)
-                return;
+                return true;
         atomic_store(&s->shared->stopping, true);
         atomic_store(&s->shared->aborting, true);
         /* Kicked threads close at once; wait for them (bounded), as they
@@ -239,21 +252,21 @@ static void thread_finish(struct server *s) {
                 usleep(10 * 1000);
         } while (now_usec_monotonic() < deadline);
         if (!thread_drained(s)) {
-                log_warning("%u connection thread(s) did not end, exiting anyway",
-                            atomic_load(&w->conn_threads));
-                return;
+                log_warning("%u connection thread(s) did not end within %u s of being told to",
+                            atomic_load(&w->conn_threads), (unsigned) (FINISH_WAIT_USEC / USEC_PER_SEC));
+                return false;
         }
-        for (size_t i = 0; i < w->n_udp; i++) {
-                if (w->udp[i].batch) {
-                        pthread_join(w->udp[i].thread, NULL);
-                        udp_batch_free(w->udp[i].batch);
-                }
+        if (!udp_threads_join(w, deadline)) {
+                log_warning("A UDP thread did not end within %u s of being told to",
+                            (unsigned) (FINISH_WAIT_USEC / USEC_PER_SEC));
+                return false;
         }
         for (size_t i = 0; i < w->n_accept; i++)
                 sd_event_source_disable_unref(w->accept_src[i]);
         pthread_attr_destroy(&w->attr);
         free(w);
         s->worker = NULL;
+        return true;
 }
 
 static bool thread_alive(struct server *s, uint64_t now, uint64_t timeout) {

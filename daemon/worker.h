@@ -4,9 +4,11 @@
 /* The interface between the server core and a worker model.  Adding a model
  * means one new file with one of these. */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "duration.h"
 
@@ -28,6 +30,9 @@
  * most: what is still owed then (replies the peer has not read, input still
  * coming) goes with the connection rather than holding up the restart. */
 #define HANDOVER_WAIT_USEC USEC_PER_SEC
+/* After the shutdown timeout, finish() waits this long for the workers to
+ * end, then gives up on them (see finish()). */
+#define FINISH_WAIT_USEC USEC_PER_SEC
 
 /* Whether the "pausing accepts" warning is due; updates *last_warned. */
 static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {
@@ -46,6 +51,16 @@ static inline bool conn_input_waiting(int fd) {
         return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
+/* Joins thread, waiting until deadline (CLOCK_MONOTONIC) at most; false
+ * when it is still running then. */
+static inline bool worker_join_until(pthread_t thread, uint64_t deadline) {
+        uint64_t now = now_usec_monotonic();
+        uint64_t at = now_usec_realtime() + (deadline > now ? deadline - now : 0);
+        struct timespec until = { (time_t) (at / USEC_PER_SEC), (long) (at % USEC_PER_SEC) * 1000 };
+
+        return pthread_timedjoin_np(thread, NULL, &until) == 0;
+}
+
 struct server;
 
 struct worker_ops {
@@ -60,8 +75,12 @@ struct worker_ops {
         /* True once stop() has finished with every connection. */
         bool (*drained)(struct server *s);
         /* Ends everything still open (the shutdown timeout expired, or
-         * after drained()) and frees the model's resources. */
-        void (*finish)(struct server *s);
+         * after drained()) and frees the model's resources.  A worker still
+         * busy after FINISH_WAIT_USEC (a close entry waiting on a slow
+         * journal, say) may still use them and the shared area: then it
+         * frees nothing and returns false, and the daemon exits without
+         * tearing anything down. */
+        bool (*finish)(struct server *s);
         /* For the watchdog: true if every loop or thread of the model has
          * shown life within the last timeout_usec. */
         bool (*alive)(struct server *s, uint64_t now_usec, uint64_t timeout_usec);
