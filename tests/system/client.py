@@ -30,14 +30,14 @@ ADDR = ("127.0.0.1", 12000)
 def tcp_once(text, port=ADDR[1], timeout=10.0):
     s = socket.create_connection((ADDR[0], port), timeout=timeout)
     try:
-        port = s.getsockname()[1]
+        own_port = s.getsockname()[1]
         s.sendall(text.encode())
         s.shutdown(socket.SHUT_WR)
         reply = b""
         while True:
             data = s.recv(4096)
             if not data:
-                return port, reply.decode()
+                return own_port, reply.decode()
             reply += data
     finally:
         s.close()
