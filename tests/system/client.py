@@ -17,8 +17,19 @@
                             prints how many sessions got the right answer on
                             the same connection ("kept"), were closed after
                             their replies ("closed") or failed ("lost")
+  client.py idle N SECONDS DIR
+                            N TCP connections from 127.0.0.1 ... 127.0.0.16,
+                            each sending one line; once each is answered or
+                            closed (or nothing changed for 3 s, or 15 s
+                            passed), holds them SECONDS; writes DIR/progress
+                            each second, DIR/ready when the hold begins,
+                            DIR/result at the end, and prints the counts
+                            (see Idle)
 """
+import errno
 import os
+import resource
+import select
 import socket
 import sys
 import threading
@@ -196,6 +207,211 @@ def session(n, workdir):
     print(" ".join("%s=%d" % kv for kv in counts.items()) + " ")
 
 
+# The idle mode: many connections that send one line each and then wait.
+IDLE_SOURCES = ["127.0.0.%d" % i for i in range(1, 17)]
+# Connections opening or waiting for their reply at once: fewer than the
+# listen backlog (128), so that a server slow to accept never makes the
+# kernel drop a SYN, which the client would only send again a second later.
+IDLE_WINDOW = 64
+# The opening ends when no connection has been answered or closed for
+# IDLE_STALL_SECONDS (a server that stopped accepting), or after
+# IDLE_OPEN_SECONDS in any case: the hold then begins anyway.
+IDLE_STALL_SECONDS = 3
+IDLE_OPEN_SECONDS = 15
+# Linux's IP_BIND_ADDRESS_NO_PORT (Python names it only from 3.12): the
+# port is chosen at connect(), unique per address pair, so each source
+# address has the whole ephemeral port range to itself.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def errno_name(e):
+    return errno.errorcode.get(e, str(e))
+
+
+def idle_prepare(n):
+    """Room for N sockets (root may raise the hard limit too), and ports
+    enough for each source address."""
+    need = n + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+        except (ValueError, OSError) as e:
+            sys.exit("idle: cannot raise RLIMIT_NOFILE from %d:%d to %d: %s" % (soft, hard, need, e))
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = map(int, f.read().split())
+    per_source = -(-n // len(IDLE_SOURCES))
+    if high - low + 1 < per_source:
+        sys.exit("idle: net.ipv4.ip_local_port_range %d-%d is too small for %d connections "
+                 "from each of %d addresses" % (low, high, per_source, len(IDLE_SOURCES)))
+
+
+class IdleConn:
+    __slots__ = ("sock", "line", "reply", "state")
+
+    def __init__(self, sock, line):
+        self.sock, self.line, self.reply, self.state = sock, line, b"", "connecting"
+
+
+class Idle:
+    """N connections; each ends up as one of:
+      held      answered, and still open at the end
+      dropped   answered, then closed by the server
+      refused   closed by the server before its reply (over a limit, the
+                daemon accepts and closes at once)
+      pending   still open, with no reply yet (connecting or waiting)
+      errors    failed otherwise (connect error, wrong reply), by errno
+      unopened  not tried: the opening stalled or took too long
+    max_held is the most held at once; open_s how long the opening took."""
+
+    def __init__(self, n, workdir):
+        self.n, self.workdir = n, workdir
+        self.epoll = select.epoll()
+        self.conns = {}
+        self.counts = dict.fromkeys(("held", "refused", "dropped", "pending", "errors"), 0)
+        self.why = {}
+        self.opened = self.max_held = 0
+        self.start = self.changed = time.monotonic()
+        self.open_s = None
+        self.progress_at = 0
+
+    def summary(self):
+        c = self.counts
+        open_s = time.monotonic() - self.start if self.open_s is None else self.open_s
+        line = " ".join("%s=%d" % kv for kv in c.items())
+        line += " unopened=%d max_held=%d open_s=%.1f" % (self.n - self.opened, self.max_held, open_s)
+        if self.why:
+            line += " (errors: %s)" % ", ".join("%d %s" % (n, w) for w, n in sorted(self.why.items()))
+        return line
+
+    def write(self, name, text):
+        """Whole files only: a reader never sees half a line."""
+        path = os.path.join(self.workdir, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.rename(path + ".tmp", path)
+
+    def progress(self, phase):
+        now = time.monotonic()
+        if now - self.progress_at >= 1:
+            self.progress_at = now
+            self.write("progress", "phase=%s %s" % (phase, self.summary()))
+
+    def open_one(self):
+        i = self.opened
+        self.opened += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            s.bind((IDLE_SOURCES[i % len(IDLE_SOURCES)], 0))
+            err = s.connect_ex(ADDR)
+        except OSError as e:
+            err = e.errno
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            self.count("errors", errno_name(err))
+            return
+        self.conns[s.fileno()] = IdleConn(s, b"idle %d\n" % i)
+        self.counts["pending"] += 1
+        self.epoll.register(s.fileno(), select.EPOLLOUT)
+
+    def count(self, outcome, why=None):
+        self.changed = time.monotonic()
+        self.counts[outcome] += 1
+        if why:
+            self.why[why] = self.why.get(why, 0) + 1
+
+    def end(self, c, outcome, why=None):
+        """C is closed, as OUTCOME."""
+        self.counts["held" if c.state == "held" else "pending"] -= 1
+        self.count(outcome, why)
+        del self.conns[c.sock.fileno()]
+        self.epoll.unregister(c.sock)
+        c.sock.close()
+
+    def on_connected(self, c):
+        err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            return self.end(c, "errors", errno_name(err))
+        try:
+            if c.sock.send(c.line) != len(c.line):
+                return self.end(c, "errors", "short send")
+        except (BrokenPipeError, ConnectionResetError):
+            return self.end(c, "refused")
+        c.state = "waiting"
+        self.epoll.modify(c.sock, select.EPOLLIN)
+
+    def on_readable(self, c):
+        try:
+            data = c.sock.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        except OSError as e:
+            return self.end(c, "errors", errno_name(e.errno))
+        if c.state == "held":
+            # The server owes nothing more: data is an error, EOF a drop.
+            return self.end(c, "errors", "unexpected data") if data else self.end(c, "dropped")
+        if not data:
+            return self.end(c, "refused")
+        c.reply += data
+        if len(c.reply) < len(c.line):
+            return
+        if c.reply != c.line.upper():
+            return self.end(c, "errors", "wrong reply")
+        c.state = "held"
+        self.changed = time.monotonic()
+        self.counts["pending"] -= 1
+        self.counts["held"] += 1
+        self.max_held = max(self.max_held, self.counts["held"])
+
+    def poll(self, timeout):
+        for fd, _ in self.epoll.poll(timeout):
+            c = self.conns[fd]
+            if c.state == "connecting":
+                self.on_connected(c)
+            else:
+                self.on_readable(c)
+
+    def opening(self):
+        now = time.monotonic()
+        return ((self.opened < self.n or self.counts["pending"])
+                and now < self.start + IDLE_OPEN_SECONDS and now < self.changed + IDLE_STALL_SECONDS)
+
+    def open_all(self):
+        while self.opening():
+            while self.counts["pending"] < IDLE_WINDOW and self.opened < self.n:
+                self.open_one()
+            self.poll(0.2)
+            self.progress("open")
+        self.open_s = time.monotonic() - self.start
+
+    def hold(self, seconds):
+        """Waits, still counting what the server closes and late replies."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.poll(max(0.0, min(1.0, end - time.monotonic())))
+            self.progress("hold")
+
+    def close_all(self):
+        for c in self.conns.values():
+            c.sock.close()
+        self.conns.clear()
+        self.epoll.close()
+
+
+def idle(n, seconds, workdir):
+    idle_prepare(n)
+    run = Idle(n, workdir)
+    run.open_all()
+    run.write("ready", run.summary())
+    run.hold(seconds)
+    result = run.summary()
+    run.close_all()
+    run.write("result", result)
+    print(result)
+
+
 def main():
     if sys.argv[1] == "tcp-port":
         port, reply = tcp_once(sys.argv[2])
@@ -208,6 +424,8 @@ def main():
         connect_loop(int(sys.argv[2]), float(sys.argv[3]), *sys.argv[4:5])
     elif sys.argv[1] == "session":
         session(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "idle":
+        idle(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     else:
         sys.exit(__doc__)
 
