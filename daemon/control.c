@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,17 +17,18 @@
 #include "log.h"
 #include "server.h"
 
-#define CONTROL_CLIENTS_MAX 64
 #define CONTROL_IDLE_USEC (60 * USEC_PER_SEC)
-/* Until a client completes its first request it gets less time, so that
- * silent connections cannot hold all CONTROL_CLIENTS_MAX places for long. */
+/* Until a client completes its first request it gets less time. */
 #define CONTROL_FIRST_REQUEST_USEC (10 * USEC_PER_SEC)
-/* Enough for the connection list of a full table (65536 lines). */
-#define CONTROL_REPLY_MAX (16 * 1024 * 1024)
+/* A reply is built at most this much ahead of what the client has read:
+ * the connection list, the one reply that grows with the load, is written
+ * a chunk at a time as the client reads it. */
+#define CONTROL_CHUNK (64 * 1024)
+#define CONTROL_REPLY_MAX (4 * CONTROL_CHUNK)
 
 struct control_client {
+        TAILQ_ENTRY(control_client) link;       /* least recently active first */
         struct control *control;
-        struct control_client *prev, *next;
         int fd;
         uid_t uid;
         pid_t pid;
@@ -35,6 +37,7 @@ struct control_client {
         size_t in_len;
         bool closing;                   /* close once the reply is sent */
         unsigned requests;
+        struct control_cursor cursor;   /* a reply still being written */
         struct textbuf out;
 };
 
@@ -43,20 +46,16 @@ struct control {
         int fd;
         bool bound;                     /* we created the socket file */
         char path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
-        sd_event_source *listen_src;
-        struct control_client *clients;
-        unsigned n_clients;
+        sd_event_source *listen_src, *resume_src;
+        TAILQ_HEAD(, control_client) clients;
+        unsigned n_clients, max_clients;
+        uint64_t pause_warned, evict_warned;
 };
 
 static void control_client_free(struct control_client *cc) {
         struct control *c = cc->control;
 
-        if (cc->prev)
-                cc->prev->next = cc->next;
-        else
-                c->clients = cc->next;
-        if (cc->next)
-                cc->next->prev = cc->prev;
+        TAILQ_REMOVE(&c->clients, cc, link);
         c->n_clients--;
         sd_event_source_disable_unref(cc->io);
         sd_event_source_disable_unref(cc->timer);
@@ -145,7 +144,22 @@ static void cmd_stats(struct server *s, struct textbuf *out) {
         reply_limits(sh, out);
 }
 
-static void cmd_connections(struct server *s, struct textbuf *out) {
+static void reply_connection(const struct conn_slot *slot, uint64_t id, uint64_t now, struct textbuf *out) {
+        uint64_t last = LOAD(slot->last_active_usec);
+        char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF];
+
+        textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age=%s idle=%s "
+                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d\n",
+                      id, addr_format(&slot->peer, peer),
+                      duration_format_sec(now - slot->start_usec, age, sizeof(age)),
+                      duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle)),
+                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid));
+}
+
+/* The connection list from cursor->next on, up to about CONTROL_CHUNK
+ * bytes; "OK" and the cursor inactive at its end.  A live view: a
+ * connection opened or closed meanwhile may be listed or not. */
+static void cmd_connections(struct server *s, struct control_cursor *cursor, struct textbuf *out) {
         struct shared *sh = s->shared;
         uint64_t now = now_usec_monotonic();
         uint32_t n;
@@ -154,21 +168,16 @@ static void cmd_connections(struct server *s, struct textbuf *out) {
         n = sh->high_water;
         pthread_mutex_unlock(&sh->lock);
 
-        for (uint32_t i = 0; i < n; i++) {
-                struct conn_slot *slot = &sh->slots[i];
+        for (; cursor->next < n && out->len < CONTROL_CHUNK; cursor->next++) {
+                const struct conn_slot *slot = &sh->slots[cursor->next];
                 uint64_t id = atomic_load_explicit(&slot->id, memory_order_acquire);
-                uint64_t last = LOAD(slot->last_active_usec);
-                char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF];
 
-                if (id == 0)
-                        continue;
-                textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age=%s idle=%s "
-                              "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d\n",
-                              id, addr_format(&slot->peer, peer),
-                              duration_format_sec(now - slot->start_usec, age, sizeof(age)),
-                              duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle)),
-                              LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid));
+                if (id != 0)
+                        reply_connection(slot, id, now, out);
         }
+        cursor->active = cursor->next < n;
+        if (!cursor->active)
+                textbuf_printf(out, "OK\n");
 }
 
 static void cmd_timeout(struct server *s, const struct control_request *req,
@@ -199,11 +208,16 @@ static void cmd_help(struct textbuf *out) {
                       "help reload               re-read the configuration\n");
 }
 
-void control_dispatch(struct server *s, const char *line, size_t len,
-                      uid_t uid, pid_t pid, struct textbuf *out) {
+void control_continue(struct server *s, struct control_cursor *cursor, struct textbuf *out) {
+        cmd_connections(s, cursor, out);
+}
+
+void control_dispatch(struct server *s, const char *line, size_t len, uid_t uid, pid_t pid,
+                      struct textbuf *out, struct control_cursor *cursor) {
         struct control_request req;
         char err[CONFIG_ERR_MAX];
 
+        *cursor = (struct control_cursor) {};
         if (control_parse(line, len, &req, err, sizeof(err)) < 0) {
                 textbuf_printf(out, "ERROR %s\n", err);
                 return;
@@ -216,8 +230,10 @@ void control_dispatch(struct server *s, const char *line, size_t len,
                 cmd_stats(s, out);
                 break;
         case CONTROL_CONNECTIONS:
-                cmd_connections(s, out);
-                break;
+                /* Written as the client reads it, "OK" included. */
+                cursor->active = true;
+                cmd_connections(s, cursor, out);
+                return;
         case CONTROL_TIMEOUT:
                 cmd_timeout(s, &req, uid, pid, out);
                 break;
@@ -236,63 +252,89 @@ void control_dispatch(struct server *s, const char *line, size_t len,
 
 /* --- the clients --- */
 
+/* Clients are kept least recently active first: the order in which they
+ * give their place up (control_pick_victim()). */
+static void control_client_touch(struct control_client *cc) {
+        struct control *c = cc->control;
+
+        TAILQ_REMOVE(&c->clients, cc, link);
+        TAILQ_INSERT_TAIL(&c->clients, cc, link);
+}
+
+static bool control_client_writing(const struct control_client *cc) {
+        return cc->out.len > 0 || cc->cursor.active;
+}
+
 static void control_client_update(struct control_client *cc) {
         uint64_t now = now_usec_monotonic();
 
         /* While a reply is pending, stop reading: one request at a time. */
-        sd_event_source_set_io_events(cc->io, cc->out.len > 0 ? EPOLLOUT : EPOLLIN);
+        sd_event_source_set_io_events(cc->io, control_client_writing(cc) ? EPOLLOUT : EPOLLIN);
         sd_event_source_set_time(cc->timer, now + (cc->requests ? CONTROL_IDLE_USEC : CONTROL_FIRST_REQUEST_USEC));
 }
 
-static void control_client_handle_lines(struct control_client *cc) {
-        struct server *s = cc->control->server;
-        char *nl;
+/* Runs the next complete request line read, if any: false when there is
+ * none (yet). */
+static bool control_client_next_request(struct control_client *cc) {
+        char *nl = memchr(cc->in, '\n', cc->in_len);
+        size_t len;
 
-        while (!cc->closing && (nl = memchr(cc->in, '\n', cc->in_len))) {
-                size_t len = nl - cc->in;
+        if (!nl) {
+                if (cc->in_len <= CONTROL_LINE_MAX + 1)
+                        return false;
+                textbuf_printf(&cc->out, "ERROR request too long (at most %d bytes)\n", CONTROL_LINE_MAX);
+                cc->closing = true;
+                return true;
+        }
+        len = (size_t) (nl - cc->in);
+        control_dispatch(cc->control->server, cc->in, len, cc->uid, cc->pid, &cc->out, &cc->cursor);
+        cc->requests++;
+        memmove(cc->in, nl + 1, cc->in_len - len - 1);
+        cc->in_len -= len + 1;
+        return true;
+}
 
-                control_dispatch(s, cc->in, len, cc->uid, cc->pid, &cc->out);
-                cc->requests++;
+/* Sends the reply, building the rest of a long one as the client takes
+ * it, then answers the next request already read.  Stops when the client
+ * stops taking (EAGAIN): so a client that does not read costs a chunk of
+ * memory, and one that sends many requests at once a socket buffer of
+ * work per wake-up.  Returns false when the client is gone. */
+static bool control_client_flush(struct control_client *cc) {
+        for (;;) {
                 if (cc->out.overflow) {
                         textbuf_free(&cc->out);
                         textbuf_printf(&cc->out, "ERROR reply too large\n");
+                        cc->cursor.active = false;
                         cc->closing = true;
                 }
-                memmove(cc->in, nl + 1, cc->in_len - len - 1);
-                cc->in_len -= len + 1;
-        }
-        if (cc->in_len > CONTROL_LINE_MAX + 1) {
-                textbuf_printf(&cc->out, "ERROR request too long (at most %d bytes)\n", CONTROL_LINE_MAX);
-                cc->closing = true;
-        }
-}
+                while (cc->out.len > 0) {
+                        ssize_t n = send(cc->fd, cc->out.data, cc->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
-/* Returns false when the client is gone. */
-static bool control_client_flush(struct control_client *cc) {
-        while (cc->out.len > 0) {
-                ssize_t n = send(cc->fd, cc->out.data, cc->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN)
-                        return true;
-                if (n < 0) {
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0 && errno == EAGAIN)
+                                return true;
+                        if (n < 0) {
+                                control_client_free(cc);
+                                return false;
+                        }
+                        textbuf_consume(&cc->out, (size_t) n);
+                        control_client_touch(cc);
+                }
+                if (cc->cursor.active)
+                        control_continue(cc->control->server, &cc->cursor, &cc->out);
+                else if (cc->closing) {
                         control_client_free(cc);
                         return false;
-                }
-                textbuf_consume(&cc->out, n);
+                } else if (!control_client_next_request(cc))
+                        return true;
         }
-        if (cc->closing) {
-                control_client_free(cc);
-                return false;
-        }
-        return true;
 }
 
 static int control_client_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         struct control_client *cc = userdata;
 
-        if (cc->out.len == 0) {
+        if (!control_client_writing(cc)) {
                 ssize_t n = recv(fd, cc->in + cc->in_len, sizeof(cc->in) - cc->in_len, MSG_DONTWAIT);
 
                 if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -301,8 +343,8 @@ static int control_client_on_io(sd_event_source *es, int fd, uint32_t revents, v
                         control_client_free(cc);
                         return 0;
                 }
-                cc->in_len += n;
-                control_client_handle_lines(cc);
+                cc->in_len += (size_t) n;
+                control_client_touch(cc);
         }
         if (control_client_flush(cc))
                 control_client_update(cc);
@@ -329,10 +371,7 @@ static void control_client_new(struct control *c, int fd) {
         (void) getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
         cc->uid = cred.uid;
         cc->pid = cred.pid;
-        cc->next = c->clients;
-        if (c->clients)
-                c->clients->prev = cc;
-        c->clients = cc;
+        TAILQ_INSERT_TAIL(&c->clients, cc, link);
         c->n_clients++;
         if (sd_event_add_io(c->server->event, &cc->io, fd, EPOLLIN, control_client_on_io, cc) < 0 ||
             sd_event_add_time_relative(c->server->event, &cc->timer, CLOCK_MONOTONIC, CONTROL_FIRST_REQUEST_USEC, 0,
@@ -340,21 +379,86 @@ static void control_client_new(struct control *c, int fd) {
                 control_client_free(cc);
 }
 
+size_t control_pick_victim(const uid_t *uids, size_t n) {
+        size_t best = 0, best_count = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t count = 0;
+
+                for (size_t j = 0; j < n; j++)
+                        count += uids[j] == uids[i];
+                /* Strictly more: among equals, the least recently active. */
+                if (count > best_count) {
+                        best = i;
+                        best_count = count;
+                }
+        }
+        return best;
+}
+
+/* Every place is taken: one client gives its place up to the new one. */
+static void control_make_room(struct control *c) {
+        struct control_client *all[CONTROL_CLIENTS_MAX], *victim, *cc;
+        uid_t uids[CONTROL_CLIENTS_MAX];
+        size_t n = 0;
+
+        TAILQ_FOREACH(cc, &c->clients, link) {
+                if (n == CONTROL_CLIENTS_MAX)
+                        break;
+                all[n] = cc;
+                uids[n++] = cc->uid;
+        }
+        victim = all[control_pick_victim(uids, n)];
+        if (accept_warning_due(&c->evict_warned, now_usec_monotonic()))
+                log_notice("All %u control client places are taken: closing the least recently active "
+                           "client of uid %u (pid %d) to make room", c->n_clients, (unsigned) victim->uid,
+                           (int) victim->pid);
+        if (!control_client_writing(victim)) {
+                static const char bye[] = "ERROR closed to make room for another control client\n";
+
+                (void) send(victim->fd, bye, sizeof(bye) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        control_client_free(victim);
+}
+
+static int control_on_resume(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct control *c = userdata;
+
+        sd_event_source_set_enabled(c->listen_src, SD_EVENT_ON);
+        return 0;
+}
+
+/* accept() lacks descriptors or memory: retrying at once would spin, so
+ * the listener is off for a moment, as the TCP ones are. */
+static void control_pause(struct control *c, int err) {
+        uint64_t now = now_usec_monotonic();
+
+        if (accept_warning_due(&c->pause_warned, now))
+                log_warning_errno(err, "Failed to accept a control connection, pausing: %m");
+        sd_event_source_set_enabled(c->listen_src, SD_EVENT_OFF);
+        /* Without the timer nothing would resume: accept again. */
+        if (timer_arm(c->server->event, &c->resume_src, now + ACCEPT_PAUSE_USEC, control_on_resume, c) < 0)
+                sd_event_source_set_enabled(c->listen_src, SD_EVENT_ON);
+}
+
 static int control_on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         struct control *c = userdata;
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-        if (cfd < 0)
-                return 0;
-        if (c->n_clients >= CONTROL_CLIENTS_MAX) {
-                static const char busy[] = "ERROR too many control clients, try again\n";
-
-                (void) send(cfd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-                close(cfd);
+        if (cfd < 0) {
+                if (accept_error_pauses(errno))
+                        control_pause(c, errno);
                 return 0;
         }
+        if (c->n_clients >= c->max_clients && c->n_clients > 0)
+                control_make_room(c);
         control_client_new(c, cfd);
         return 0;
+}
+
+void control_set_max_clients(struct control *c, unsigned max) {
+        if (c)
+                c->max_clients = max < 1 ? 1 : max > CONTROL_CLIENTS_MAX ? CONTROL_CLIENTS_MAX : max;
 }
 
 /* --- the socket --- */
@@ -443,6 +547,8 @@ int control_start(struct server *s, struct control **ret, char *what, size_t len
                 return -ENOMEM;
         c->server = s;
         c->fd = s->listeners.control;
+        c->max_clients = CONTROL_CLIENTS_MAX;
+        TAILQ_INIT(&c->clients);
         if (c->fd < 0 && s->listeners.activated) {
                 /* Socket activated: serve exactly what was passed. */
                 log_notice("No control socket was passed; uppercasectl cannot reach this instance");
@@ -474,9 +580,10 @@ int control_start(struct server *s, struct control **ret, char *what, size_t len
 void control_free(struct control *c) {
         if (!c)
                 return;
-        while (c->clients)
-                control_client_free(c->clients);
+        while (!TAILQ_EMPTY(&c->clients))
+                control_client_free(TAILQ_FIRST(&c->clients));
         sd_event_source_disable_unref(c->listen_src);
+        sd_event_source_disable_unref(c->resume_src);
         /* The descriptor itself belongs to s->listeners. */
         if (c->bound)
                 unlink(c->path);

@@ -13,6 +13,7 @@
 
 #include "duration.h"
 #include "handover.h"
+#include "notify.h"
 #include "shared.h"
 
 /* Format: the header, then records of fixed-width little-endian fields and
@@ -188,7 +189,7 @@ void handover_done(struct handover *h) {
 }
 
 static int notify_with_fd(const char *state, int fd) {
-        int r = sd_pid_notify_with_fds(0, false, state, &fd, 1);
+        int r = notify_send_fds(state, &fd, 1);
 
         /* 0: no NOTIFY_SOCKET after all. */
         return r < 0 ? r : r == 0 ? -ENOTCONN : 0;
@@ -359,6 +360,6 @@ int handover_forget(const char *name) {
         int r;
 
         snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-        r = sd_notify(false, msg);
+        r = notify_send(msg);
         return r < 0 ? r : r == 0 ? -ENOTCONN : 0;
 }

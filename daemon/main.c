@@ -165,6 +165,10 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "%s\n", err);
                 else
                         printf("configuration OK\n");
+                /* Not an error: the daemon runs, with fewer connections. */
+                fflush(stdout);
+                if (r >= 0 && !server_fds_fit(&c, err, sizeof(err)))
+                        fprintf(stderr, "warning: %s\n", err);
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
         if (r < 0) {

@@ -12,7 +12,9 @@
 #include <systemd/sd-daemon.h>
 
 #include "duration.h"
+#include "fdbudget.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "tcp-blocking.h"
 #include "udp.h"
@@ -33,6 +35,13 @@ int timer_rearm(sd_event_source *es, uint64_t usec) {
 
         /* A oneshot timer that fired is off until enabled again. */
         return r < 0 ? r : sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
+}
+
+int timer_arm(sd_event *e, sd_event_source **es, uint64_t usec, sd_event_time_handler_t handler,
+              void *userdata) {
+        if (*es)
+                return timer_rearm(*es, usec);
+        return sd_event_add_time(e, es, CLOCK_MONOTONIC, usec, 0, handler, userdata);
 }
 
 void overrides_init(struct overrides *o) {
@@ -129,16 +138,62 @@ static void server_keep_restart_settings(const struct config *old, struct config
         new->threads = old->threads;
 }
 
+/* Before anything is opened; see fdbudget.h. */
+static void server_raise_fd_limit(struct server *s) {
+        int err;
+
+        s->fds.limit = fd_limit_raise(&err);
+        if (err < 0)
+                log_warning_errno(err, "Failed to raise the descriptor limit to the hard limit, ignoring: %m");
+}
+
+static void server_check_fds(const struct server *s) {
+        char why[512];
+
+        if (fd_budget_fits(&s->fds, s->config.max_connections))
+                return;
+        fd_budget_explain(&s->fds, s->config.max_connections, false, why, sizeof(why));
+        log_warning("%s", why);
+}
+
+/* Once set up: shares the descriptor limit out between the daemon's own,
+ * the control clients and the connections. */
+static void server_plan_fds(struct server *s) {
+        unsigned held = s->ops->holds_connections ? atomic_load(&s->shared->tcp_active) : 0;
+        int open = fd_count_open();
+        unsigned own;
+
+        if (open < 0) {
+                own = fd_own_estimate(&s->config);
+                log_warning_errno(open, "Failed to count the open descriptors, assuming %u: %m", own);
+        } else
+                own = (unsigned) open > held ? (unsigned) open - held : 0;
+        fd_budget_plan(&s->fds, s->fds.limit, own, s->ops->holds_connections);
+        atomic_store(&s->shared->conn_fd_cap, s->fds.conns);
+        control_set_max_clients(s->control, s->fds.control);
+        server_check_fds(s);
+}
+
+bool server_fds_fit(const struct config *c, char *why, size_t len) {
+        struct fd_budget b;
+
+        fd_budget_plan(&b, fd_limit_hard(), fd_own_estimate(c), worker_models[c->model]->holds_connections);
+        if (fd_budget_fits(&b, c->max_connections))
+                return true;
+        fd_budget_explain(&b, c->max_connections, true, why, len);
+        return false;
+}
+
 int server_reload(struct server *s, char *err, size_t errlen) {
         struct config c;
         char path[sizeof(s->config_file)];
         int r;
 
-        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec_monotonic());
+        notify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec_monotonic());
         r = server_load_config(s->overrides, &c, path, sizeof(path), err, errlen);
         if (r < 0) {
                 log_error("Reload failed, keeping the old configuration: %s", err);
-                sd_notify(false, "READY=1");
+                notify_send("READY=1");
                 return r;
         }
         server_keep_restart_settings(&s->config, &c);
@@ -147,7 +202,8 @@ int server_reload(struct server *s, char *err, size_t errlen) {
         server_apply_live(s, &s->config);
         s->ops->timeouts_changed(s);
         log_info("Configuration reloaded from %s", path[0] ? path : "built-in defaults");
-        sd_notify(false, "READY=1");
+        server_check_fds(s);
+        notify_send("READY=1");
         return 0;
 }
 
@@ -166,7 +222,7 @@ static void server_update_status(struct server *s) {
         if (strcmp(status, s->status) == 0)
                 return;
         memcpy(s->status, status, sizeof(status));
-        sd_notifyf(false, "STATUS=%s", status);
+        notify_sendf("STATUS=%s", status);
 }
 
 static void server_set_accepting(struct server *s, bool on) {
@@ -186,14 +242,9 @@ void server_pause_accepting(struct server *s, int err) {
         uint64_t now = now_usec_monotonic(), at = now + ACCEPT_PAUSE_USEC;
         int r;
 
-        if (accept_warning_due(&s->accept_warned, now))
-                log_warning_errno(err, "Failed to accept a connection, pausing accepts: %m");
+        accept_pause_warn(&s->accept_warned, now, -err);
         server_set_accepting(s, false);
-        if (s->accept_resume)
-                r = timer_rearm(s->accept_resume, at);
-        else
-                r = sd_event_add_time(s->event, &s->accept_resume, CLOCK_MONOTONIC, at, 0,
-                                      server_on_accept_resume, s);
+        r = timer_arm(s->event, &s->accept_resume, at, server_on_accept_resume, s);
         if (r < 0) {
                 /* Without the timer nothing would resume: accept again. */
                 log_warning_errno(r, "Failed to arm the accept pause, ignoring: %m");
@@ -224,7 +275,7 @@ static void server_stop(struct server *s, const char *why) {
         /* A shutdown timeout of 0 means no limit. */
         s->stop_deadline = shared_timeout(s->shared, TIMEOUT_SHUTDOWN) ?
                 now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN) : UINT64_MAX;
-        sd_notify(false, "STOPPING=1");
+        notify_send("STOPPING=1");
         log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
         s->ops->stop(s);
         server_update_status(s);
@@ -267,7 +318,7 @@ static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata
 
         /* Only vouch for the daemon when every worker loop is alive too. */
         if (s->ops->alive(s, usec, period + TICK_USEC))
-                sd_notify(false, "WATCHDOG=1");
+                notify_send("WATCHDOG=1");
         else
                 log_error("A worker loop has stalled; not pinging the watchdog");
         return timer_rearm(es, usec + period);
@@ -426,6 +477,7 @@ static int server_start(struct server *s) {
         char what[sizeof(s->config.control_path) + 32];
         int r;
 
+        server_raise_fd_limit(s);
         r = shared_new(SERVER_SLOTS, &s->shared);
         if (r < 0)
                 return log_error_errno(r, "Failed to map shared memory: %m");
@@ -456,6 +508,7 @@ static int server_start(struct server *s) {
         server_resumed_done(s);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the %s model: %m", s->ops->name);
+        server_plan_fds(s);
         return 0;
 }
 
@@ -497,7 +550,7 @@ static int server_serve_connection(struct server *s) {
         sigaddset(&mask, SIGINT);
         pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
 
-        sd_notify(false, "READY=1\nSTATUS=serving one connection");
+        notify_send("READY=1\nSTATUS=serving one connection");
         log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
         reason = tcp_serve_blocking(s->shared, slot, fd, NULL, NULL);
         log_conn(slot, CLIENT_TCP_CLOSE, reason);
@@ -528,13 +581,16 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         listeners_init(&s.listeners);
         handover_init(&s.handover);
 
+        r = notify_open();
+        if (r < 0)
+                log_warning_errno(r, "Failed to open a socket to the service manager, using one per message: %m");
         r = server_start(&s);
         if (r >= 0 && s.listeners.connected >= 0)
                 r = server_serve_connection(&s);
         else if (r >= 0) {
                 server_log_started(&s);
                 server_update_status(&s);
-                sd_notify(false, "READY=1");
+                notify_send("READY=1");
                 r = sd_event_loop(s.event);
                 if (r < 0)
                         log_error_errno(r, "Event loop failed: %m");
@@ -553,6 +609,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         sd_event_unref(s.event);
         shared_free(s.shared);
         handover_done(&s.handover);
+        notify_close();
         return r < 0 ? 1 : 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "fdbudget.h"
 #include "handover.h"
 #include "listen.h"
 #include "shared.h"
@@ -53,6 +54,7 @@ struct server {
         struct handover_state taken_back; /* on start: what the previous one left */
         struct resumed_conn *resumed;
         size_t n_resumed;
+        struct fd_budget fds;             /* the descriptor limit, shared out */
 };
 
 void overrides_init(struct overrides *o);
@@ -62,6 +64,11 @@ void overrides_init(struct overrides *o);
  * one-line reason ("FILE:LINE: message" for file errors). */
 int server_load_config(const struct overrides *o, struct config *c,
                        char *path_used, size_t path_len, char *err, size_t errlen);
+
+/* Whether workers.max_connections fits in the descriptor limit the daemon
+ * would run with (the hard RLIMIT_NOFILE: it raises the soft one to it),
+ * for -n; if not, why says so with the numbers. */
+bool server_fds_fit(const struct config *c, char *why, size_t len);
 
 /* Runs the daemon until stopped; returns the exit status. */
 int server_run(const struct overrides *o, const struct config *c, const char *config_file);
@@ -77,14 +84,18 @@ void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec);
  * blocking workers (see worker_wait()).  Called before any thread exists. */
 int server_block_signals(void);
 
-/* accept() failed for want of descriptors or memory: retrying at once would
- * spin, so the model's accept sources are off for a moment while the listen
- * backlog holds new connections. */
+/* accept() failed for want of descriptors or memory (err: -errno), or the
+ * connections hold every descriptor the budget leaves them (-ENOSPC):
+ * retrying at once would spin, so the model's accept sources are off for a
+ * moment while the listen backlog holds new connections. */
 void server_pause_accepting(struct server *s, int err);
 
 /* Sets a oneshot timer source to fire at usec (CLOCK_MONOTONIC), also
  * after it fired already. */
 int timer_rearm(sd_event_source *es, uint64_t usec);
+/* The same for *es, created on e the first time. */
+int timer_arm(sd_event *e, sd_event_source **es, uint64_t usec, sd_event_time_handler_t handler,
+              void *userdata);
 
 /* For blocking workers (thread and process models): waits for events on fd
  * for at most timeout_usec (UINT64_MAX: forever) with SIGUSR1 unblocked, so

@@ -102,6 +102,7 @@ int shared_new(uint32_t nslots, struct shared **ret) {
         /* Slots are handed out lowest index first and only linked into the
          * free list once released, so pages are touched as the table grows. */
         atomic_store(&sh->next_conn_id, 1);
+        atomic_store(&sh->conn_fd_cap, UINT32_MAX);     /* until the daemon plans its budget */
         *ret = sh;
         return 0;
 }

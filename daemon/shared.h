@@ -108,6 +108,7 @@ struct shared {
         atomic_uint udp_burst;                              /* live */
         atomic_bool udp_loop_guard;                         /* live */
         struct source_limits *limits;
+        atomic_uint conn_fd_cap;                 /* connections the descriptor budget allows */
         atomic_uint tcp_active;
         atomic_bool stopping;                    /* graceful stop: flush and close */
         atomic_bool aborting;                    /* shutdown timeout hit: close now */
@@ -151,6 +152,13 @@ void conn_slot_release(struct shared *sh, struct conn_slot *slot);
 /* Records traffic on a connection (and the global TCP counters). */
 void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
                        uint64_t in, uint64_t out, uint64_t now_usec);
+
+/* Whether the connections hold every descriptor the budget leaves them
+ * (fdbudget.h): then accepting waits, as on EMFILE. */
+static inline bool shared_conn_fds_full(const struct shared *sh) {
+        return atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >=
+               atomic_load_explicit(&sh->conn_fd_cap, memory_order_relaxed);
+}
 
 static inline uint64_t shared_timeout(const struct shared *sh, enum timeout_id t) {
         return atomic_load_explicit(&sh->timeout_usec[t], memory_order_relaxed);

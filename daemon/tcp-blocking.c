@@ -286,13 +286,16 @@ int tcp_accept_all(const struct tcp_acceptor *a, int listen_fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
-                int fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int fd;
 
+                if (shared_conn_fds_full(a->shared))
+                        return -ENOSPC;
+                fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd >= 0) {
                         tcp_admit(a, fd, &peer);
                         continue;
                 }
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                if (accept_error_pauses(errno))
                         return -errno;
                 break;
         }

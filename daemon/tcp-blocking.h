@@ -31,7 +31,9 @@ struct tcp_acceptor {
 };
 
 /* Returns 0, or -EMFILE, -ENFILE, -ENOBUFS or -ENOMEM when accept() lacks
- * resources: then the caller should pause (server_pause_accepting()). */
+ * resources, -ENOSPC when the connections hold every descriptor the
+ * budget leaves them (fdbudget.h): then the caller should pause
+ * (server_pause_accepting()). */
 int tcp_accept_all(const struct tcp_acceptor *a, int listen_fd);
 
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a

@@ -483,24 +483,31 @@ static void loop_set_accepting(struct loop *l, bool on) {
         }
 }
 
+/* Retrying at once would spin: pause, loop_run_timers() resumes. */
+static void loop_pause_accepting(struct loop *l, int err) {
+        accept_pause_warn(&l->accept_warned, l->now, err);
+        l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
+        loop_set_accepting(l, false);
+}
+
 static void loop_on_accept(struct loop *l, int fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
-                int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int cfd;
 
+                if (shared_conn_fds_full(l->shared)) {
+                        loop_pause_accepting(l, ENOSPC);
+                        return;
+                }
+                cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd >= 0) {
                         conn_new(l, cfd, &peer);
                         continue;
                 }
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* Retrying at once would spin: pause, the loop resumes. */
-                        if (accept_warning_due(&l->accept_warned, l->now))
-                                log_warning_errno(errno, "Failed to accept a connection, pausing accepts: %m");
-                        l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
-                        loop_set_accepting(l, false);
-                }
-                break;
+                if (accept_error_pauses(errno))
+                        loop_pause_accepting(l, errno);
+                return;
         }
 }
 
@@ -808,6 +815,7 @@ static bool event_alive(struct server *s, uint64_t now, uint64_t timeout) {
 
 const struct worker_ops worker_event_ops = {
         .name = "event",
+        .holds_connections = true,
         .start = event_start,
         .timeouts_changed = event_timeouts_changed,
         .stop = event_stop,

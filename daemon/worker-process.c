@@ -288,6 +288,7 @@ static bool process_alive(struct server *s, uint64_t now, uint64_t timeout) {
 
 const struct worker_ops worker_process_ops = {
         .name = "process",
+        .holds_connections = false,
         .start = process_start,
         .timeouts_changed = process_timeouts_changed,
         .stop = process_stop,

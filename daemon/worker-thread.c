@@ -277,6 +277,7 @@ static bool thread_alive(struct server *s, uint64_t now, uint64_t timeout) {
 
 const struct worker_ops worker_thread_ops = {
         .name = "thread",
+        .holds_connections = true,
         .start = thread_start,
         .timeouts_changed = thread_timeouts_changed,
         .stop = thread_stop,

@@ -4,6 +4,7 @@
 /* The interface between the server core and a worker model.  Adding a model
  * means one new file with one of these. */
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "duration.h"
+#include "log.h"
 
 /* Policy every model applies the same way. */
 #define CONN_READ_MAX (16 * 1024)                       /* bytes per read */
@@ -42,6 +44,24 @@ static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {
         return true;
 }
 
+/* Whether accept() failed for want of descriptors or memory: retrying at
+ * once would spin, accepting pauses instead. */
+static inline bool accept_error_pauses(int err) {
+        return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* The warning when accepting pauses, at most every ACCEPT_WARN_USEC: err is
+ * accept()'s errno, or ENOSPC when the connections hold every descriptor
+ * the budget leaves them (fdbudget.h). */
+static inline void accept_pause_warn(uint64_t *last_warned, uint64_t now, int err) {
+        if (!accept_warning_due(last_warned, now))
+                return;
+        if (err == ENOSPC)
+                log_warning("The connections hold all the descriptors the limit leaves them, pausing accepts");
+        else
+                log_warning_errno(err, "Failed to accept a connection, pausing accepts: %m");
+}
+
 /* Whether a connection has input that was not read yet.  On stop it is
  * owed replies too (the peer sent it before), and closing with it unread
  * would reset the connection, destroying the replies still in flight. */
@@ -65,6 +85,9 @@ struct server;
 
 struct worker_ops {
         const char *name;
+        /* The daemon itself holds a descriptor per connection (not the
+         * process model's, whose children hold them): fdbudget.h. */
+        bool holds_connections;
         /* Sets the model up on s->listeners and starts serving. */
         int (*start)(struct server *s);
         /* The live timeouts changed: apply them to existing connections. */

@@ -13,3 +13,4 @@ Suite *control_suite(void);
 Suite *ctl_suite(void);
 Suite *client_suite(void);
 Suite *handover_suite(void);
+Suite *fds_suite(void);

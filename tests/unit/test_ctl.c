@@ -958,7 +958,7 @@ static int call_fake(const char *const *chunks, unsigned linger_ms, int timeout_
 
 START_TEST(test_call_fake_daemon) {
         static const char *const pieces[] = { "tcp.act", "ive 3\nO", "K\n", NULL };
-        static const char *const refusal[] = { "ERROR too many control clients, try again\n", NULL };
+        static const char *const refusal[] = { "ERROR closed to make room for another control client\n", NULL };
         static const char *const partial[] = { "tcp.active 3\n", NULL };
         static const char *const trailing[] = { "OK\nextra\n", NULL };
         struct textbuf reply;
@@ -967,7 +967,7 @@ START_TEST(test_call_fake_daemon) {
         ck_assert_str_eq(reply.data, "tcp.active 3\nOK\n");
         textbuf_free(&reply);
         ck_assert_int_eq(call_fake(refusal, 0, 2000, &reply), 0);
-        ck_assert_str_eq(reply.data, "ERROR too many control clients, try again\n");
+        ck_assert_str_eq(reply.data, "ERROR closed to make room for another control client\n");
         textbuf_free(&reply);
         /* Closed before the final line. */
         ck_assert_int_eq(call_fake(partial, 0, 2000, &reply), -ECONNRESET);
