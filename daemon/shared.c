@@ -141,7 +141,8 @@ void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t
                 n = SHARED_EXEMPT_MAX;
         pthread_mutex_lock(&sh->lock);
         pthread_mutex_lock(&l->udp_lock);
-        memcpy(l->exempt, list, n * sizeof(list[0]));
+        if (n > 0)
+                memcpy(l->exempt, list, n * sizeof(list[0]));
         l->n_exempt = n;
         pthread_mutex_unlock(&l->udp_lock);
         pthread_mutex_unlock(&sh->lock);
