@@ -5,7 +5,7 @@
  * sockets; every reply is checked byte for byte against what the server
  * must send back.
  *
- *   uppercase-bench tcp|connect|udp|stream|idle [options]
+ *   uppercase-bench tcp|connect|udp|stream|idle|busy [options]
  *
  * Modes:
  *   tcp      -c connections, each with -p requests in flight (pipelined);
@@ -22,6 +22,12 @@
  *            hold them -d seconds, ask each one again, report how many are
  *            still open.  With --server-pid, the server's RSS before and
  *            while holding them.
+ *   busy     -c background peers (2,000) stream lines and read the replies
+ *            slowly (at most --peer-read bytes every --peer-interval ms,
+ *            --window bytes in flight) while two probes measure what a
+ *            newcomer gets: a line's round trip on a persistent connection
+ *            every --probe-interval ms (the mode's latency), and a new
+ *            connection's connect + first reply as often.
  *
  * A request is a line of lowercase ASCII text (-s bytes with its "\n"); the
  * expected reply is its ASCII uppercase, or the request itself with --echo.
@@ -49,6 +55,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -65,8 +72,8 @@
 
 /* ------------------------------------------------------------------ options */
 
-enum mode { M_TCP, M_CONNECT, M_UDP, M_STREAM, M_IDLE };
-static const char *const mode_names[] = { "tcp", "connect", "udp", "stream", "idle" };
+enum mode { M_TCP, M_CONNECT, M_UDP, M_STREAM, M_IDLE, M_BUSY };
+static const char *const mode_names[] = { "tcp", "connect", "udp", "stream", "idle", "busy" };
 
 static struct {
         enum mode mode;
@@ -82,10 +89,13 @@ static struct {
         int sockets;
         double timeout_ms;      /* < 0: the mode's default */
         pid_t server_pid;
+        uint64_t peer_read, window, peer_rcvbuf;        /* busy */
+        double peer_interval_ms, probe_interval_ms;
 } o = {
         .conns = -1, .pipeline = 1, .size = 16, .duration = 5.0, .warmup = 1.0,
         .family = AF_UNSPEC, .port = 12000, .bytes = 256ull << 20, .sockets = 4,
-        .timeout_ms = -1,
+        .timeout_ms = -1, .peer_read = 32 << 10, .window = 256 << 10, .peer_interval_ms = 50,
+        .probe_interval_ms = 10,
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -132,9 +142,14 @@ static void *xmalloc(size_t size) {
 #define HSUB 512u
 #define HBUCKETS (HSUB * 56u)
 
-static uint64_t hist[HBUCKETS];
-static uint64_t hist_n, hist_max;
-static long double hist_sum;
+struct hist {
+        uint64_t b[HBUCKETS];
+        uint64_t n, max;
+        long double sum;
+};
+
+/* The mode's latency; busy mode: the persistent probe's round trips. */
+static struct hist lat;
 
 static unsigned hist_index(uint64_t v) {
         unsigned msb, shift;
@@ -155,41 +170,43 @@ static uint64_t hist_value(unsigned idx) {
         return ((uint64_t) (idx % HSUB + HSUB) << shift) + ((1ull << shift) >> 1);
 }
 
-static void hist_add(uint64_t v) {
+static void hist_add(struct hist *h, uint64_t v) {
         unsigned i = hist_index(v);
 
         if (i >= HBUCKETS)
                 i = HBUCKETS - 1;
-        hist[i]++;
-        hist_n++;
-        hist_sum += v;
-        if (v > hist_max)
-                hist_max = v;
+        h->b[i]++;
+        h->n++;
+        h->sum += v;
+        if (v > h->max)
+                h->max = v;
 }
 
-static void hist_reset(void) {
-        memset(hist, 0, sizeof(hist));
-        hist_n = hist_max = 0;
-        hist_sum = 0;
+static void hist_reset(struct hist *h) {
+        memset(h, 0, sizeof(*h));
 }
 
 /* The q-quantile in microseconds (0 without samples). */
-static double hist_quantile_us(double q) {
+static double hist_quantile_us(const struct hist *h, double q) {
         uint64_t target, seen = 0;
 
-        if (hist_n == 0)
+        if (h->n == 0)
                 return 0;
-        target = (uint64_t) (q * (double) hist_n);
-        if ((double) target < q * (double) hist_n)
+        target = (uint64_t) (q * (double) h->n);
+        if ((double) target < q * (double) h->n)
                 target++;
         if (target < 1)
                 target = 1;
         for (unsigned i = 0; i < HBUCKETS; i++) {
-                seen += hist[i];
+                seen += h->b[i];
                 if (seen >= target)
                         return (double) hist_value(i) / 1000.0;
         }
-        return (double) hist_max / 1000.0;
+        return (double) h->max / 1000.0;
+}
+
+static double hist_mean_us(const struct hist *h) {
+        return h->n ? (double) (h->sum / h->n) / 1000.0 : 0.0;
 }
 
 /* ------------------------------------------------------------------- stats */
@@ -481,7 +498,7 @@ static void window_tick(uint64_t now) {
                 measuring = true;
                 t_win_start = now;
                 st.requests = st.bytes_in = st.bytes_out = 0;
-                hist_reset();
+                hist_reset(&lat);
                 server_cpu_mark(true);
         }
         if (window_started && !window_ended && now >= t_end) {
@@ -499,7 +516,7 @@ static void complete(uint64_t now, uint64_t t0, size_t bytes) {
                 return;
         st.requests++;
         st.bytes_in += bytes;
-        hist_add(now - t0);
+        hist_add(&lat, now - t0);
 }
 
 #define MAX_EVENTS 512
@@ -1617,7 +1634,7 @@ static void run_idle(void) {
                 st.rss_valid = st.rss_before_kib >= 0 && st.rss_held_kib >= 0;
         }
         /* 3. ask each one again. */
-        hist_reset();
+        hist_reset(&lat);
         for (int i = 0; i < n; i++)
                 if (cs[i].state == 3) {
                         iconn_ping(&cs[i], now_ns());
@@ -1642,7 +1659,436 @@ static void run_idle(void) {
         free(cs);
 }
 
+/* ==================================================================== busy */
+
+/* -c background peers stream lowercase lines and read the replies slowly:
+ * each keeps --window bytes in flight (sent, reply not read yet) and reads
+ * at most --peer-read bytes every --peer-interval ms.  By default 2,000 of
+ * them ask for more than one server CPU can uppercase and move: every peer's
+ * input is always waiting at the server.  Two probes show what a newcomer
+ * gets meanwhile, each every --probe-interval ms: a line's round trip on a
+ * persistent connection (the mode's latency), and a new connection
+ * (connect, one line, its reply, close).
+ *
+ * The peers are driven by the clock alone, not by epoll (only the probes are
+ * in the epoll set): peer i's turns are at i/N of the interval, and the loop
+ * serves at most BUSY_PEER_BATCH of them between two looks at the probes, so
+ * the generator's own delay in seeing a reply stays far below the latencies
+ * measured.  How far its peers fall behind their schedule is reported. */
+
+#define BUSY_PEER_BATCH 32
+
+struct bpeer {
+        int fd;                 /* -1: closed */
+        uint64_t sent, recvd;
+};
+
+struct bprobe {
+        int fd;                 /* -1: not connected */
+        int state;              /* 0 waiting for its turn, 1 connecting, 2 request sent */
+        bool persistent;
+        unsigned v;
+        size_t tx_off, rx_off;
+        uint64_t t0, due;
+};
+
+static struct {
+        long opened, open_end;
+        uint64_t reads, full, empty;    /* peer turns in the window, by what recv() got */
+        uint64_t lag_max, lag_sum;      /* ns the peers' turns came late */
+        uint64_t probes_started;
+        double ramp_s;                  /* connecting the peers */
+        struct hist connect;            /* the new-connection probe, from connect() */
+} bz;
+
+/* Waits for fd to be ready for events (poll); false on a timeout. */
+static bool busy_poll(int fd, short what) {
+        struct pollfd pfd = { .fd = fd, .events = what };
+
+        return poll(&pfd, 1, (int) (timeout_s() * 1000)) == 1;
+}
+
+/* Connects one socket while all is quiet, and has one line answered: one
+ * connection at a time is never more than the server's backlog holds (an
+ * overflow would cost a second-long SYN retry).  -1 on failure. */
+static int busy_connect_one(unsigned v, int rcvbuf) {
+        const char *req = req_v + (size_t) v * S, *want = rep_v + (size_t) v * S;
+        int fd = new_socket(SOCK_STREAM), r;
+        size_t got = 0;
+
+        if (fd < 0)
+                return -1;
+        /* Before connect(): the window scale is chosen then. */
+        if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+                die("SO_RCVBUF: %s", strerror(errno));
+        r = start_connect(fd);
+        if (r == 0)
+                r = busy_poll(fd, POLLOUT) && connect_finished_ok(fd) ? 1 : -1;
+        if (r < 0 || send(fd, req, S, MSG_NOSIGNAL) != (ssize_t) S)
+                goto fail;
+        while (got < S && busy_poll(fd, POLLIN)) {
+                ssize_t n = recv(fd, rbuf + got, S - got, MSG_DONTWAIT);
+
+                if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
+                        goto fail;
+                got += n > 0 ? (size_t) n : 0;
+        }
+        if (got == S && memcmp(rbuf, want, S) == 0)
+                return fd;
+        if (got == S)
+                note_wrong("busy peer's first reply", rbuf, S, want, S);
+fail:
+        close(fd);
+        return -1;
+}
+
+static void bpeer_dead(struct bpeer *p, uint64_t *counter) {
+        (*counter)++;
+        close(p->fd);
+        p->fd = -1;
+}
+
+/* Checks n reply bytes in rbuf, the stream's bytes from p->recvd on. */
+static bool bpeer_verify(struct bpeer *p, size_t n) {
+        for (size_t at = 0; at < n;) {
+                size_t off = (size_t) ((p->recvd + at) % blk_len), k = blk_len - off;
+
+                if (k > n - at)
+                        k = n - at;
+                if (memcmp(rbuf + at, blk_up + off, k) != 0) {
+                        note_wrong("busy peer stream", rbuf + at, k, blk_up + off, k);
+                        return false;
+                }
+                at += k;
+        }
+        return true;
+}
+
+/* A peer's turn: one read of at most --peer-read bytes, then enough sent to
+ * have --window bytes in flight again, twice --peer-read at most: the window
+ * fills over a few turns, not all at the first one (2,000 peers' windows at
+ * once would put the generator behind its schedule for seconds). */
+static void bpeer_turn(struct bpeer *p) {
+        ssize_t n = recv(p->fd, rbuf, (size_t) o.peer_read, MSG_DONTWAIT);
+        uint64_t cap;
+
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                bpeer_dead(p, &st.resets);
+                return;
+        }
+        if (n == 0) {
+                bpeer_dead(p, &st.closed);
+                return;
+        }
+        if (measuring) {
+                bz.reads++;
+                bz.full += n == (ssize_t) o.peer_read;
+                bz.empty += n < 0;
+        }
+        if (n > 0) {
+                if (!bpeer_verify(p, (size_t) n)) {
+                        bpeer_dead(p, &st.closed);
+                        return;
+                }
+                p->recvd += (uint64_t) n;
+                if (measuring)
+                        st.bytes_in += (uint64_t) n;
+        }
+        cap = p->sent + 2 * o.peer_read;
+        while (p->sent - p->recvd < o.window && p->sent < cap) {
+                size_t off = (size_t) (p->sent % blk_len), len = blk_len - off;
+
+                if (len > o.window - (p->sent - p->recvd))
+                        len = (size_t) (o.window - (p->sent - p->recvd));
+                if (len > cap - p->sent)
+                        len = (size_t) (cap - p->sent);
+                n = send(p->fd, blk + off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        break;
+                if (n < 0) {
+                        bpeer_dead(p, &st.resets);
+                        return;
+                }
+                p->sent += (uint64_t) n;
+                if (measuring)
+                        st.bytes_out += (uint64_t) n;
+        }
+}
+
+static void bprobe_close(struct bprobe *pr) {
+        if (pr->fd >= 0)
+                close(pr->fd);
+        pr->fd = -1;
+        pr->state = 0;
+}
+
+static void bprobe_fail(struct bprobe *pr, uint64_t now, uint64_t *counter) {
+        (*counter)++;
+        bprobe_close(pr);
+        pr->due = now + 10 * 1000000ull;
+}
+
+static void bprobe_done(struct bprobe *pr, uint64_t now) {
+        uint64_t every = (uint64_t) (o.probe_interval_ms * 1e6);
+
+        if (pr->persistent)
+                complete(now, pr->t0, S);
+        else {
+                st.total++;
+                if (measuring) {
+                        st.requests++;
+                        hist_add(&bz.connect, now - pr->t0);
+                }
+                bprobe_close(pr);
+        }
+        pr->state = 0;
+        pr->due = pr->t0 + every > now ? pr->t0 + every : now;
+}
+
+/* Sends the request once connected, then reads the reply (edge-triggered:
+ * until EAGAIN). */
+static void bprobe_io(struct bprobe *pr, uint64_t now) {
+        if (pr->state == 1) {
+                if (!connect_finished_ok(pr->fd)) {
+                        bprobe_fail(pr, now, &st.connect);
+                        return;
+                }
+                pr->state = 2;
+        }
+        if (pr->state != 2)
+                return;
+        while (pr->tx_off < S) {
+                ssize_t n = send(pr->fd, req_v + (size_t) pr->v * S + pr->tx_off, S - pr->tx_off, MSG_NOSIGNAL);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n < 0) {
+                        bprobe_fail(pr, now, &st.resets);
+                        return;
+                }
+                pr->tx_off += (size_t) n;
+        }
+        for (;;) {
+                ssize_t n = read(pr->fd, rbuf, S - pr->rx_off);
+                const char *want = rep_v + (size_t) pr->v * S + pr->rx_off;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n <= 0) {
+                        bprobe_fail(pr, now, n == 0 ? &st.closed : &st.resets);
+                        return;
+                }
+                if (memcmp(rbuf, want, (size_t) n) != 0) {
+                        note_wrong("busy probe reply", rbuf, (size_t) n, want, S - pr->rx_off);
+                        bprobe_fail(pr, now, &st.closed);
+                        return;
+                }
+                pr->rx_off += (size_t) n;
+                if (pr->rx_off == S) {
+                        bprobe_done(pr, now);
+                        return;
+                }
+        }
+}
+
+/* Its turn: a line on the open connection, or connect first. */
+static void bprobe_start(struct bprobe *pr, uint64_t now) {
+        int r;
+
+        pr->t0 = now;
+        pr->v = (unsigned) (bz.probes_started++ % NVARIANTS);
+        pr->tx_off = pr->rx_off = 0;
+        if (pr->fd >= 0) {
+                pr->state = 2;
+                bprobe_io(pr, now);
+                return;
+        }
+        pr->fd = new_socket(SOCK_STREAM);
+        if (pr->fd < 0) {
+                bprobe_fail(pr, now, &st.connect);
+                return;
+        }
+        r = start_connect(pr->fd);
+        if (r < 0) {
+                bprobe_fail(pr, now, &st.connect);
+                return;
+        }
+        pr->state = 1;
+        ep_ctl(EPOLL_CTL_ADD, pr->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, pr);
+        if (r == 1)
+                bprobe_io(pr, now);
+}
+
+/* Starts the probes whose turn it is; gives up on stalled ones. */
+static void bprobe_check(struct bprobe *probes, uint64_t now) {
+        uint64_t tmo = (uint64_t) (timeout_s() * 1e9);
+
+        for (int i = 0; i < 2; i++) {
+                struct bprobe *pr = &probes[i];
+
+                if (pr->state == 0 && issuing && now >= pr->due)
+                        bprobe_start(pr, now);
+                else if (pr->state != 0 && now - pr->t0 > tmo)
+                        bprobe_fail(pr, now, &st.timeouts);
+        }
+}
+
+/* Serves the peers whose turn has come, BUSY_PEER_BATCH at most. */
+static void busy_turns(struct bpeer *ps, int n, int *next, uint64_t *round, uint64_t now) {
+        uint64_t every = (uint64_t) (o.peer_interval_ms * 1e6);
+
+        for (int k = 0; k < BUSY_PEER_BATCH; k++) {
+                uint64_t due = *round + (uint64_t) *next * every / (uint64_t) n;
+
+                if (due > now)
+                        return;
+                if (ps[*next].fd >= 0) {
+                        bpeer_turn(&ps[*next]);
+                        if (measuring) {
+                                bz.lag_sum += now - due;
+                                if (now - due > bz.lag_max)
+                                        bz.lag_max = now - due;
+                        }
+                }
+                if (++*next == n) {
+                        *next = 0;
+                        *round += every;
+                }
+        }
+}
+
+/* When the loop has something to do next: a peer's turn, a probe's turn,
+ * the end of the window. */
+static uint64_t busy_next_due(const struct bprobe *probes, int n, int next, uint64_t round) {
+        uint64_t at = round + (uint64_t) next * (uint64_t) (o.peer_interval_ms * 1e6) / (uint64_t) n;
+
+        for (int i = 0; i < 2; i++)
+                if (probes[i].state == 0 && probes[i].due < at)
+                        at = probes[i].due;
+        if (!window_started && t_measure < at)
+                at = t_measure;
+        return t_end < at ? t_end : at;
+}
+
+/* Waits for the probes' events until at (to the microsecond), 10 ms at
+ * most: epoll_wait()'s milliseconds would make the peers' turns late. */
+static int busy_wait(uint64_t at, uint64_t now) {
+        uint64_t ns = at > now ? at - now : 0;
+        struct timespec ts;
+        int k;
+
+        if (ns > 10000000ull)
+                ns = 10000000ull;
+        ts = (struct timespec) { .tv_sec = 0, .tv_nsec = (long) ns };
+        k = epoll_pwait2(ep, events, MAX_EVENTS, &ts, NULL);
+        if (k < 0 && errno != EINTR)
+                die("epoll_pwait2: %s", strerror(errno));
+        return k < 0 ? 0 : k;
+}
+
+static void run_busy(void) {
+        int n = o.conns, next = 0;
+        struct bpeer *ps = xcalloc((size_t) n, sizeof(*ps));
+        struct bprobe probes[2] = { { .fd = -1, .persistent = true }, { .fd = -1 } };
+        uint64_t now = now_ns(), round;
+        bool reset = false;
+
+        if (o.peer_read > sizeof(rbuf))
+                die("--peer-read at most %zu", sizeof(rbuf));
+        idle_raise_nofile((long) n + 64);
+        make_block();
+        /* 1. the peers and the persistent probe connect while all is quiet. */
+        for (int i = 0; i < n; i++) {
+                ps[i].fd = busy_connect_one((unsigned) i % NVARIANTS, (int) o.peer_rcvbuf);
+                if (ps[i].fd < 0)
+                        st.connect++;
+                else
+                        bz.opened++;
+        }
+        probes[0].fd = busy_connect_one(0, 0);
+        if (probes[0].fd < 0)
+                die("busy: the probe cannot connect");
+        ep_ctl(EPOLL_CTL_ADD, probes[0].fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &probes[0]);
+        now = now_ns();
+        bz.ramp_s = (double) (now - t_begin) / 1e9;
+        /* 2. they stream: warm-up, then the measured window. */
+        round = now;
+        t_measure = now + (uint64_t) (o.warmup * 1e9);
+        t_end = t_measure + (uint64_t) (o.duration * 1e9);
+        probes[0].due = probes[1].due = now;
+        while (!window_ended) {
+                int k = busy_wait(busy_next_due(probes, n, next, round), now);
+
+                now = now_ns();
+                window_tick(now);
+                if (measuring && !reset) {
+                        reset = true;
+                        hist_reset(&bz.connect);
+                }
+                for (int i = 0; i < k; i++)
+                        bprobe_io(events[i].data.ptr, now);
+                bprobe_check(probes, now);
+                busy_turns(ps, n, &next, &round, now_ns());
+        }
+        for (int i = 0; i < n; i++)
+                if (ps[i].fd >= 0) {
+                        bz.open_end++;
+                        close(ps[i].fd);
+                }
+        for (int i = 0; i < 2; i++)
+                bprobe_close(&probes[i]);
+        free(ps);
+        free(blk);
+        free(blk_up);
+}
+
 /* ================================================================== report */
+
+static void report_hist_json(const char *name, const struct hist *h) {
+        printf("\"%s\":{\"samples\":%" PRIu64 ",\"mean\":%.2f,\"p50\":%.2f,\"p99\":%.2f,\"p999\":%.2f,"
+               "\"max\":%.2f}", name, h->n, hist_mean_us(h), hist_quantile_us(h, 0.5), hist_quantile_us(h, 0.99),
+               hist_quantile_us(h, 0.999), (double) h->max / 1000.0);
+}
+
+static void report_busy_json(double win) {
+        printf("\"busy\":{\"peers\":%d,\"peers_open\":%ld,\"peers_open_end\":%ld,\"peer_read\":%" PRIu64
+               ",\"peer_interval_ms\":%.3f,\"window\":%" PRIu64 ",\"probe_interval_ms\":%.3f,"
+               "\"connect_s\":%.3f,\"peer_mb_per_s\":%.3f,\"peer_reads\":%" PRIu64
+               ",\"peer_full_pct\":%.2f,\"peer_empty_pct\":%.2f,\"peer_lag_ms_mean\":%.3f,"
+               "\"peer_lag_ms_max\":%.3f,",
+               o.conns, bz.opened, bz.open_end, o.peer_read, o.peer_interval_ms, o.window, o.probe_interval_ms,
+               bz.ramp_s, (double) st.bytes_in / win / 1e6, bz.reads,
+               bz.reads ? 100.0 * (double) bz.full / (double) bz.reads : 0.0,
+               bz.reads ? 100.0 * (double) bz.empty / (double) bz.reads : 0.0,
+               bz.reads ? (double) bz.lag_sum / (double) bz.reads / 1e6 : 0.0, (double) bz.lag_max / 1e6);
+        report_hist_json("roundtrip_us", &lat);
+        putchar(',');
+        report_hist_json("connect_us", &bz.connect);
+        printf("},");
+}
+
+static void report_busy_text(double win) {
+        printf("  peers             %ld of %d open (%ld at the end), connected in %.2f s; each reads %" PRIu64
+               " B every %.1f ms, %" PRIu64 " B in flight\n",
+               bz.opened, o.conns, bz.open_end, bz.ramp_s, o.peer_read, o.peer_interval_ms, o.window);
+        printf("  peers read        %.1f MB/s; %.1f%% of their reads full, %.1f%% empty; turns late by %.2f ms on "
+               "average, %.2f ms at most\n",
+               (double) st.bytes_in / win / 1e6, bz.reads ? 100.0 * (double) bz.full / (double) bz.reads : 0.0,
+               bz.reads ? 100.0 * (double) bz.empty / (double) bz.reads : 0.0,
+               bz.reads ? (double) bz.lag_sum / (double) bz.reads / 1e6 : 0.0, (double) bz.lag_max / 1e6);
+        printf("  round trip (us)   p50 %.1f  p99 %.1f  max %.1f  (%" PRIu64 " probes, one every %.0f ms)\n",
+               hist_quantile_us(&lat, 0.5), hist_quantile_us(&lat, 0.99), (double) lat.max / 1000.0, lat.n,
+               o.probe_interval_ms);
+        printf("  new connection    p50 %.1f  p99 %.1f  max %.1f  (%" PRIu64 " probes, connect to reply)\n",
+               hist_quantile_us(&bz.connect, 0.5), hist_quantile_us(&bz.connect, 0.99),
+               (double) bz.connect.max / 1000.0, bz.connect.n);
+}
 
 static void report(void) {
         double win = (double) (t_win_end - t_win_start) / 1e9;
@@ -1670,8 +2116,8 @@ static void report(void) {
                        win, st.requests, st.total, rps, mbps, st.bytes_in, st.bytes_out);
                 printf("\"latency_us\":{\"samples\":%" PRIu64 ",\"mean\":%.2f,\"p50\":%.2f,\"p99\":%.2f,"
                        "\"p999\":%.2f,\"max\":%.2f},",
-                       hist_n, hist_n ? (double) (hist_sum / hist_n) / 1000.0 : 0.0, hist_quantile_us(0.5),
-                       hist_quantile_us(0.99), hist_quantile_us(0.999), (double) hist_max / 1000.0);
+                       lat.n, hist_mean_us(&lat), hist_quantile_us(&lat, 0.5), hist_quantile_us(&lat, 0.99),
+                       hist_quantile_us(&lat, 0.999), (double) lat.max / 1000.0);
                 printf("\"errors\":{\"wrong\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"closed\":%" PRIu64
                        ",\"connect\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"late\":%" PRIu64
                        "},\"errors_total\":%" PRIu64 ",",
@@ -1694,6 +2140,8 @@ static void report(void) {
                         else
                                 printf("\"rss_before_kib\":null,\"rss_held_kib\":null,\"rss_bytes_per_conn\":null},");
                 }
+                if (o.mode == M_BUSY)
+                        report_busy_json(win);
                 printf("\"wrong_example\":");
                 if (wrong_note) {
                         putchar('"');
@@ -1727,11 +2175,13 @@ static void report(void) {
                                          : 0.0);
         } else if (o.mode == M_STREAM)
                 printf("  throughput        %.1f MB/s (%" PRIu64 " bytes back)\n", mbps, st.bytes_in);
+        else if (o.mode == M_BUSY)
+                report_busy_text(win);
         else
                 printf("  throughput        %.0f req/s, %.2f MB/s\n", rps, mbps);
-        if (o.mode != M_STREAM)
-                printf("  latency (us)      p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", hist_quantile_us(0.5),
-                       hist_quantile_us(0.99), hist_quantile_us(0.999), (double) hist_max / 1000.0);
+        if (o.mode != M_STREAM && o.mode != M_BUSY)
+                printf("  latency (us)      p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", hist_quantile_us(&lat, 0.5),
+                       hist_quantile_us(&lat, 0.99), hist_quantile_us(&lat, 0.999), (double) lat.max / 1000.0);
         if (cpu_per_req >= 0)
                 printf("  server CPU        %.3f s, %.2f us per %s, %.0f%% of one CPU\n", cpu_s, cpu_per_req,
                        o.mode == M_STREAM ? "MiB" : "request", cpu_util * 100);
@@ -1744,9 +2194,10 @@ static void report(void) {
 /* =================================================================== main */
 
 static void usage(FILE *f) {
-        fputs("Usage: uppercase-bench tcp|connect|udp|stream|idle [options]\n"
+        fputs("Usage: uppercase-bench tcp|connect|udp|stream|idle|busy [options]\n"
               "\n"
-              "  -c, --connections N  connections (tcp 64, connect 64, stream 1, idle 1000),\n"
+              "  -c, --connections N  connections (tcp 64, connect 64, stream 1, idle 1000,\n"
+              "                       busy 2000 background peers),\n"
               "                       datagrams in flight (udp 256)\n"
               "  -p, --pipeline P     tcp: requests in flight per connection (default 1)\n"
               "  -s, --size BYTES     request size, \"\\n\" included (default 16)\n"
@@ -1755,6 +2206,11 @@ static void usage(FILE *f) {
               "  -b, --bytes N[KMG]   stream: bytes to send in all (default 256M)\n"
               "      --sockets K      udp: sockets (default 4)\n"
               "      --timeout MS     udp: resend after (default 200); others: stall limit (5000)\n"
+              "      --peer-read N[KMG]    busy: a peer reads at most this much per turn (32K)\n"
+              "      --peer-interval MS    busy: a peer's turns are this far apart (50)\n"
+              "      --window N[KMG]       busy: bytes a peer keeps in flight (256K)\n"
+              "      --peer-rcvbuf N[KMG]  busy: the peers' SO_RCVBUF (default: the system's)\n"
+              "      --probe-interval MS   busy: the probes' turns (10)\n"
               "      --echo           expect the request back unchanged (echo servers)\n"
               "      --server-pid PID report the server's CPU time (and RSS for idle)\n"
               "      --json           one JSON object on stdout\n"
@@ -1835,6 +2291,11 @@ int main(int argc, char **argv) {
                 { "port", required_argument, NULL, 'P' },
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
+                { "peer-read", required_argument, NULL, 7 },
+                { "peer-interval", required_argument, NULL, 8 },
+                { "window", required_argument, NULL, 9 },
+                { "probe-interval", required_argument, NULL, 10 },
+                { "peer-rcvbuf", required_argument, NULL, 11 },
                 { NULL, 0, NULL, 0 },
         };
         const char *mode = NULL;
@@ -1861,6 +2322,11 @@ int main(int argc, char **argv) {
                 case 'b': o.bytes = parse_size(optarg); break;
                 case 2: o.timeout_ms = parse_double(optarg, "timeout"); break;
                 case 3: o.echo = true; break;
+                case 7: o.peer_read = parse_size(optarg); break;
+                case 8: o.peer_interval_ms = parse_double(optarg, "peer interval"); break;
+                case 9: o.window = parse_size(optarg); break;
+                case 10: o.probe_interval_ms = parse_double(optarg, "probe interval"); break;
+                case 11: o.peer_rcvbuf = parse_size(optarg); break;
                 case 4: o.server_pid = (pid_t) parse_long(optarg, "pid", 1, INT_MAX); break;
                 case 5: o.json = true; break;
                 case 'H': o.host = optarg; break;
@@ -1886,7 +2352,7 @@ int main(int argc, char **argv) {
         }
         o.mode = (enum mode) c;
         if (o.conns < 0)
-                o.conns = o.mode == M_UDP ? 256 : o.mode == M_STREAM ? 1 : o.mode == M_IDLE ? 1000 : 64;
+                o.conns = o.mode == M_UDP ? 256 : o.mode == M_STREAM ? 1 : o.mode == M_IDLE ? 1000 : o.mode == M_BUSY ? 2000 : 64;
         if (o.mode == M_UDP && !size_given)
                 size_given = 16;
         if (size_given)
@@ -1910,6 +2376,7 @@ int main(int argc, char **argv) {
         case M_UDP: run_udp(); break;
         case M_STREAM: run_stream(); break;
         case M_IDLE: run_idle(); break;
+        case M_BUSY: run_busy(); break;
         }
         if (!window_ended && o.mode != M_STREAM && o.mode != M_IDLE) {
                 t_win_end = now_ns();

@@ -58,6 +58,7 @@ MODES = [
     ("udp", ["udp", "-c", "32", "--timeout", "2000"] + SHORT),
     ("stream", ["stream", "-b", "4M", "-d", "5"]),
     ("idle", ["idle", "-c", "100", "-d", "0.3"]),
+    ("busy", ["busy", "-c", "50"] + SHORT),
 ]
 
 
@@ -78,6 +79,12 @@ def test_bench_mode_against_daemon(event_daemon, args):
         assert r["req_per_s"] > 0
         assert r["latency_us"]["p50"] > 0
         assert r["latency_us"]["p99"] >= r["latency_us"]["p50"]
+    if args[0] == "busy":
+        b = r["busy"]
+        assert b["peers_open"] == 50 and b["peers_open_end"] == 50, b
+        assert b["peer_mb_per_s"] > 0 and b["peer_reads"] > 0
+        assert b["roundtrip_us"]["samples"] > 0 and b["connect_us"]["samples"] > 0, b
+        assert b["connect_us"]["p99"] >= b["connect_us"]["p50"] > 0
     if args[0] == "idle":
         assert r["idle"]["opened"] == 100
         assert r["idle"]["open_end"] == 100
