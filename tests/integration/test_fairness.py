@@ -207,8 +207,7 @@ def test_busy_peers_do_not_hold_up_a_new_request(daemon_factory):
         if hard != resource.RLIM_INFINITY and hard < want:
             pytest.skip("RLIMIT_NOFILE %d: %d descriptors needed" % (hard, want))
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    d = daemon_factory(model="event", args=["-t", "1"], clients=False,
-                       max_connections=PEERS + 64, max_workers=PEERS + 64)
+    d = daemon_factory(model="event", args=["-t", "1"])
     probe = d.tcp_connect(nodelay=True)
     probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     peers = []
