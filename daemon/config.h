@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
-#include "shared.h"
+#include "control-proto.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"

@@ -12,10 +12,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "control.h"
 #include "duration.h"
+#include "listen.h"
 #include "log.h"
-#include "server.h"
+#include "oneshot.h"
 
 #define CONTROL_IDLE_USEC (60 * USEC_PER_SEC)
 /* Until a client completes its first request it gets less time. */
@@ -42,9 +44,11 @@ struct control_client {
 };
 
 struct control {
-        struct server *server;
+        const struct control_daemon *daemon;
+        sd_event *event;
         int fd;
-        bool bound;                     /* we created the socket file */
+        bool owns_fd;                   /* we created the socket (else listen.h owns it) */
+        bool bound;                     /* ...and its file */
         char path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
         sd_event_source *listen_src, *resume_src;
         TAILQ_HEAD(, control_client) clients;
@@ -72,27 +76,24 @@ static void reply_duration(struct textbuf *out, const char *key, uint64_t usec) 
         textbuf_printf(out, "%s %s\n", key, duration_format_sec(usec, buf, sizeof(buf)));
 }
 
-static void reply_common(struct server *s, struct textbuf *out) {
-        textbuf_printf(out, "version %s\npid %d\nmodel %s\n", VERSION, (int) getpid(), s->ops->name);
-        reply_duration(out, "uptime_seconds", now_usec_monotonic() - s->start_usec);
+static void reply_common(const struct control_status *st, struct textbuf *out) {
+        textbuf_printf(out, "version %s\npid %d\nmodel %s\n", VERSION, (int) getpid(), st->model);
+        reply_duration(out, "uptime_seconds", now_usec_monotonic() - st->start_usec);
 }
 
-static void cmd_status(struct server *s, struct textbuf *out) {
-        const struct listeners *ls = &s->listeners;
+static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
+        struct control_status st;
         char buf[128];
 
-        reply_common(s, out);
+        d->status(d->userdata, &st);
+        reply_common(&st, out);
         textbuf_printf(out, "control_protocol %d\n", CONTROL_PROTOCOL_VERSION);
         textbuf_printf(out, "threads %u\nstate %s\nconfig %s\nsocket_activated %s\nconnections %u\n",
-                      s->config.threads, s->stopping ? "stopping" : "running",
-                      s->config_file[0] ? s->config_file : "(built-in defaults)",
-                      ls->activated ? "yes" : "no", atomic_load(&s->shared->tcp_active));
-        for (size_t i = 0; i < ls->n_tcp; i++)
-                textbuf_printf(out, "listen %s\n", listen_describe(ls->tcp[i], buf, sizeof(buf)));
-        for (size_t i = 0; i < ls->n_udp; i++)
-                textbuf_printf(out, "listen %s\n", listen_describe(ls->udp[i], buf, sizeof(buf)));
-        if (ls->control >= 0)
-                textbuf_printf(out, "listen %s\n", listen_describe(ls->control, buf, sizeof(buf)));
+                      st.threads, st.stopping ? "stopping" : "running",
+                      st.config_file[0] ? st.config_file : "(built-in defaults)",
+                      st.activated ? "yes" : "no", atomic_load(&d->shared->tcp_active));
+        for (size_t i = 0; i < st.n_listen; i++)
+                textbuf_printf(out, "listen %s\n", listen_describe(st.listen[i], buf, sizeof(buf)));
 }
 
 #define LOAD(x) ((uint64_t) atomic_load_explicit(&(x), memory_order_relaxed))
@@ -104,18 +105,20 @@ static void reply_limits(const struct shared *sh, struct textbuf *out) {
 
         textbuf_printf(out, "limits.tcp_per_source %u\nlimits.udp_rate %u\nlimits.udp_burst %u\n"
                       "limits.udp_loop_guard %s\n",
-                      atomic_load(&sh->tcp_per_source), atomic_load(&sh->udp_rate),
-                      atomic_load(&sh->udp_burst), atomic_load(&sh->udp_loop_guard) ? "yes" : "no");
+                      atomic_load(&sh->live.tcp_per_source), atomic_load(&sh->live.udp_rate),
+                      atomic_load(&sh->live.udp_burst), atomic_load(&sh->live.udp_loop_guard) ? "yes" : "no");
         /* Only this thread (the main loop, on reload) changes the list. */
         for (size_t i = 0; i < l->n_exempt; i++)
                 textbuf_printf(out, "limits.exempt %s\n", addr_prefix_format(&l->exempt[i], net));
 }
 
-static void cmd_stats(struct server *s, struct textbuf *out) {
-        const struct shared *sh = s->shared;
+static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
+        const struct shared *sh = d->shared;
         const struct counters *k = &sh->c;
+        struct control_status st;
 
-        reply_common(s, out);
+        d->status(d->userdata, &st);
+        reply_common(&st, out);
         textbuf_printf(out, "tcp.active %u\n", atomic_load(&sh->tcp_active));
         textbuf_printf(out, "tcp.accepted %" PRIu64 "\ntcp.rejected %" PRIu64 "\n"
                       "tcp.rejected_per_source %" PRIu64 "\n",
@@ -159,8 +162,9 @@ static void reply_connection(const struct conn_slot *slot, uint64_t id, uint64_t
 /* The connection list from cursor->next on, up to about CONTROL_CHUNK
  * bytes; "OK" and the cursor inactive at its end.  A live view: a
  * connection opened or closed meanwhile may be listed or not. */
-static void cmd_connections(struct server *s, struct control_cursor *cursor, struct textbuf *out) {
-        struct shared *sh = s->shared;
+static void cmd_connections(const struct control_daemon *d, struct control_cursor *cursor,
+                            struct textbuf *out) {
+        struct shared *sh = d->shared;
         uint64_t now = now_usec_monotonic();
         uint32_t n;
 
@@ -180,23 +184,23 @@ static void cmd_connections(struct server *s, struct control_cursor *cursor, str
                 textbuf_printf(out, "OK\n");
 }
 
-static void cmd_timeout(struct server *s, const struct control_request *req,
+static void cmd_timeout(const struct control_daemon *d, const struct control_request *req,
                         uid_t uid, pid_t pid, struct textbuf *out) {
         if (req->set) {
                 char buf[DURATION_BUF];
 
-                server_set_timeout(s, req->timeout, req->value_usec);
+                d->set_timeout(d->userdata, req->timeout, req->value_usec);
                 log_notice("Timeout %s set to %s s by uid %u (pid %d)", timeout_to_string(req->timeout),
                            duration_format_sec(req->value_usec, buf, sizeof(buf)), (unsigned) uid, (int) pid);
         }
         for (int t = 0; t < _TIMEOUT_MAX; t++)
                 if (req->timeout < 0 || req->timeout == t)
-                        reply_duration(out, timeout_to_string(t), shared_timeout(s->shared, t));
+                        reply_duration(out, timeout_to_string(t), shared_timeout(d->shared, t));
 }
 
-static bool cmd_reload(struct server *s, uid_t uid, pid_t pid, char *err, size_t errlen) {
+static bool cmd_reload(const struct control_daemon *d, uid_t uid, pid_t pid, char *err, size_t errlen) {
         log_info("Reload requested by uid %u (pid %d)", (unsigned) uid, (int) pid);
-        return server_reload(s, err, errlen) >= 0;
+        return d->reload(d->userdata, err, errlen) >= 0;
 }
 
 static void cmd_help(struct textbuf *out) {
@@ -208,11 +212,11 @@ static void cmd_help(struct textbuf *out) {
                       "help reload               re-read the configuration\n");
 }
 
-void control_continue(struct server *s, struct control_cursor *cursor, struct textbuf *out) {
-        cmd_connections(s, cursor, out);
+void control_continue(const struct control_daemon *d, struct control_cursor *cursor, struct textbuf *out) {
+        cmd_connections(d, cursor, out);
 }
 
-void control_dispatch(struct server *s, const char *line, size_t len, uid_t uid, pid_t pid,
+void control_dispatch(const struct control_daemon *d, const char *line, size_t len, uid_t uid, pid_t pid,
                       struct textbuf *out, struct control_cursor *cursor) {
         struct control_request req;
         char err[CONFIG_ERR_MAX];
@@ -224,21 +228,21 @@ void control_dispatch(struct server *s, const char *line, size_t len, uid_t uid,
         }
         switch (req.command) {
         case CONTROL_STATUS:
-                cmd_status(s, out);
+                cmd_status(d, out);
                 break;
         case CONTROL_STATS:
-                cmd_stats(s, out);
+                cmd_stats(d, out);
                 break;
         case CONTROL_CONNECTIONS:
                 /* Written as the client reads it, "OK" included. */
                 cursor->active = true;
-                cmd_connections(s, cursor, out);
+                cmd_connections(d, cursor, out);
                 return;
         case CONTROL_TIMEOUT:
-                cmd_timeout(s, &req, uid, pid, out);
+                cmd_timeout(d, &req, uid, pid, out);
                 break;
         case CONTROL_RELOAD:
-                if (!cmd_reload(s, uid, pid, err, sizeof(err))) {
+                if (!cmd_reload(d, uid, pid, err, sizeof(err))) {
                         textbuf_printf(out, "ERROR %s\n", err);
                         return;
                 }
@@ -287,7 +291,7 @@ static bool control_client_next_request(struct control_client *cc) {
                 return true;
         }
         len = (size_t) (nl - cc->in);
-        control_dispatch(cc->control->server, cc->in, len, cc->uid, cc->pid, &cc->out, &cc->cursor);
+        control_dispatch(cc->control->daemon, cc->in, len, cc->uid, cc->pid, &cc->out, &cc->cursor);
         cc->requests++;
         memmove(cc->in, nl + 1, cc->in_len - len - 1);
         cc->in_len -= len + 1;
@@ -322,7 +326,7 @@ static bool control_client_flush(struct control_client *cc) {
                         control_client_touch(cc);
                 }
                 if (cc->cursor.active)
-                        control_continue(cc->control->server, &cc->cursor, &cc->out);
+                        control_continue(cc->control->daemon, &cc->cursor, &cc->out);
                 else if (cc->closing) {
                         control_client_free(cc);
                         return false;
@@ -373,8 +377,8 @@ static void control_client_new(struct control *c, int fd) {
         cc->pid = cred.pid;
         TAILQ_INSERT_TAIL(&c->clients, cc, link);
         c->n_clients++;
-        if (sd_event_add_io(c->server->event, &cc->io, fd, EPOLLIN, control_client_on_io, cc) < 0 ||
-            sd_event_add_time_relative(c->server->event, &cc->timer, CLOCK_MONOTONIC, CONTROL_FIRST_REQUEST_USEC, 0,
+        if (sd_event_add_io(c->event, &cc->io, fd, EPOLLIN, control_client_on_io, cc) < 0 ||
+            sd_event_add_time_relative(c->event, &cc->timer, CLOCK_MONOTONIC, CONTROL_FIRST_REQUEST_USEC, 0,
                                        control_client_on_timer, cc) < 0)
                 control_client_free(cc);
 }
@@ -409,7 +413,7 @@ static void control_make_room(struct control *c) {
                 uids[n++] = cc->uid;
         }
         victim = all[control_pick_victim(uids, n)];
-        if (accept_warning_due(&c->evict_warned, now_usec_monotonic()))
+        if (warning_due(&c->evict_warned, now_usec_monotonic()))
                 log_notice("All %u control client places are taken: closing the least recently active "
                            "client of uid %u (pid %d) to make room", c->n_clients, (unsigned) victim->uid,
                            (int) victim->pid);
@@ -433,11 +437,11 @@ static int control_on_resume(sd_event_source *es, uint64_t usec, void *userdata)
 static void control_pause(struct control *c, int err) {
         uint64_t now = now_usec_monotonic();
 
-        if (accept_warning_due(&c->pause_warned, now))
+        if (warning_due(&c->pause_warned, now))
                 log_warning_errno(err, "Failed to accept a control connection, pausing: %m");
         sd_event_source_set_enabled(c->listen_src, SD_EVENT_OFF);
         /* Without the timer nothing would resume: accept again. */
-        if (timer_arm(c->server->event, &c->resume_src, now + ACCEPT_PAUSE_USEC, control_on_resume, c) < 0)
+        if (oneshot_arm(c->event, &c->resume_src, now + ACCEPT_PAUSE_USEC, control_on_resume, c) < 0)
                 sd_event_source_set_enabled(c->listen_src, SD_EVENT_ON);
 }
 
@@ -504,12 +508,12 @@ static int mkdir_parents(const char *path, mode_t mode) {
         return 0;
 }
 
-static int control_bind(struct control *c, const struct config *cfg) {
+static int control_bind(struct control *c, const struct control_socket *sock) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         mode_t old;
         int r;
 
-        snprintf(c->path, sizeof(c->path), "%s", cfg->control_path);
+        snprintf(c->path, sizeof(c->path), "%s", sock->path);
         memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
         r = mkdir_parents(c->path, 0755);
         if (r < 0)
@@ -518,8 +522,9 @@ static int control_bind(struct control *c, const struct config *cfg) {
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
                 return -errno;
+        c->owns_fd = true;
         /* The mode is right from the start: no window with a wider one. */
-        old = umask(0777 & ~cfg->control_mode);
+        old = umask(0777 & ~sock->mode);
         r = bind(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ? -errno : 0;
         if (r == -EADDRINUSE) {
                 r = control_remove_stale(&sa);
@@ -532,42 +537,41 @@ static int control_bind(struct control *c, const struct config *cfg) {
         c->bound = true;
         if (listen(c->fd, 16) < 0)
                 return -errno;
-        r = control_set_owner(c->path, cfg->control_group);
+        r = control_set_owner(c->path, sock->group);
         if (r < 0)
                 log_warning_errno(r, "Failed to give %s to group %s, ignoring: %s", c->path,
-                                  cfg->control_group, r == -ENOENT ? "no such group" : strerror(-r));
+                                  sock->group, r == -ENOENT ? "no such group" : strerror(-r));
         return 0;
 }
 
-int control_start(struct server *s, struct control **ret, char *what, size_t len) {
-        struct control *c = calloc(1, sizeof(*c));
+int control_start(sd_event *e, const struct control_daemon *d, const struct control_socket *sock,
+                  struct control **ret, char *what, size_t len) {
+        struct control *c;
         int r;
 
-        if (!c)
-                return -ENOMEM;
-        c->server = s;
-        c->fd = s->listeners.control;
-        c->max_clients = CONTROL_CLIENTS_MAX;
-        TAILQ_INIT(&c->clients);
-        if (c->fd < 0 && s->listeners.activated) {
+        *ret = NULL;
+        if (sock->fd < 0 && sock->activated) {
                 /* Socket activated: serve exactly what was passed. */
                 log_notice("No control socket was passed; uppercasectl cannot reach this instance");
-                free(c);
-                *ret = NULL;
                 return 0;
         }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->daemon = d;
+        c->event = e;
+        c->fd = sock->fd;
+        c->max_clients = CONTROL_CLIENTS_MAX;
+        TAILQ_INIT(&c->clients);
         if (c->fd < 0) {
-                r = control_bind(c, &s->config);
+                r = control_bind(c, sock);
                 if (r < 0) {
-                        snprintf(what, len, "control socket %s", s->config.control_path);
-                        if (c->fd >= 0)
-                                close(c->fd);
+                        snprintf(what, len, "control socket %s", sock->path);
                         control_free(c);
                         return r;
                 }
-                s->listeners.control = c->fd;
         }
-        r = sd_event_add_io(s->event, &c->listen_src, c->fd, EPOLLIN, control_on_accept, c);
+        r = sd_event_add_io(e, &c->listen_src, c->fd, EPOLLIN, control_on_accept, c);
         if (r < 0) {
                 snprintf(what, len, "control socket");
                 control_free(c);
@@ -577,6 +581,10 @@ int control_start(struct server *s, struct control **ret, char *what, size_t len
         return 0;
 }
 
+int control_fd(const struct control *c) {
+        return c ? c->fd : -1;
+}
+
 void control_free(struct control *c) {
         if (!c)
                 return;
@@ -584,7 +592,8 @@ void control_free(struct control *c) {
                 control_client_free(TAILQ_FIRST(&c->clients));
         sd_event_source_disable_unref(c->listen_src);
         sd_event_source_disable_unref(c->resume_src);
-        /* The descriptor itself belongs to s->listeners. */
+        if (c->owns_fd)
+                close(c->fd);
         if (c->bound)
                 unlink(c->path);
         free(c);

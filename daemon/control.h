@@ -2,30 +2,75 @@
 #pragma once
 
 /* The control socket (protocol: common/control-proto.h), served on the main
- * loop in every worker model.  Clients are non-blocking with bounded buffers
- * and an idle timeout, so a slow or silent one cannot stall anything. */
+ * loop in every worker model: the transport (clients, their buffers and
+ * places, one request at a time) and the dispatch, one handler per command.
+ * It knows the daemon only through struct control_daemon: what "status"
+ * reports, the shared area the counters and connections are read from,
+ * and the commands that change something. */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <systemd/sd-event.h>
+
+#include "control-proto.h"
+#include "shared.h"
 #include "textbuf.h"
 
 /* Control clients served at once, at most (fewer when the descriptor
  * limit is low: fdbudget.h). */
 #define CONTROL_CLIENTS_MAX 64
+/* Sockets "status" lists: TCP, UDP and the control socket. */
+#define CONTROL_LISTEN_MAX 33
 
-struct server;
+/* What "status" reports beyond the shared area. */
+struct control_status {
+        const char *model;
+        unsigned threads;
+        bool stopping;
+        const char *config_file;          /* "": the built-in defaults */
+        bool activated;                   /* socket activated */
+        uint64_t start_usec;              /* CLOCK_MONOTONIC */
+        int listen[CONTROL_LISTEN_MAX];   /* the sockets served */
+        size_t n_listen;
+};
+
+/* The daemon, as the control socket sees it. */
+struct control_daemon {
+        struct shared *shared;            /* read: counters, connections, live settings */
+        void (*status)(void *userdata, struct control_status *st);
+        /* Sets one live timeout (0 = off), applied to open connections too. */
+        void (*set_timeout)(void *userdata, enum timeout_id t, uint64_t usec);
+        /* Re-reads the configuration: 0, or -errno with the reason in err. */
+        int (*reload)(void *userdata, char *err, size_t errlen);
+        void *userdata;
+};
+
+/* Where the socket is: passed by systemd (fd), or bound at path with mode
+ * and group (a stale socket replaced, a live one left alone). */
+struct control_socket {
+        int fd;                           /* passed, or -1 */
+        bool activated;                   /* socket activated: binds nothing */
+        const char *path;
+        mode_t mode;
+        const char *group;                /* "": the daemon's own */
+};
+
 struct control;
 
-/* Serves s->listeners.control when systemd passed one, else binds
- * s->config.control_path (directory created, mode and group set, a stale
- * socket replaced, a live one left alone).  On failure returns -errno with
- * what failed in what. */
-int control_start(struct server *s, struct control **ret, char *what, size_t len);
-/* Closes every client, and removes the socket file if we created it. */
+/* Serves the socket on e (*ret NULL when socket activated without one).
+ * On failure returns -errno with what failed in what. */
+int control_start(sd_event *e, const struct control_daemon *d, const struct control_socket *sock,
+                  struct control **ret, char *what, size_t len);
+/* The listening socket, -1 when none. */
+int control_fd(const struct control *c);
+/* Closes every client, and the socket with its file if it bound it. */
 void control_free(struct control *c);
+
+/* Serves at most max clients at once (fdbudget.h), 1..CONTROL_CLIENTS_MAX. */
+void control_set_max_clients(struct control *c, unsigned max);
 
 /* Where a reply too long to build at once (the connection list, which
  * grows with the load) goes on: it is built as the client reads it, so that
@@ -39,12 +84,9 @@ struct control_cursor {
  * "ERROR reason") to out, or its first part with *cursor active:
  * control_continue() appends the rest, a part at a time.  uid/pid identify
  * the caller in the log. */
-void control_dispatch(struct server *s, const char *line, size_t len, uid_t uid, pid_t pid,
+void control_dispatch(const struct control_daemon *d, const char *line, size_t len, uid_t uid, pid_t pid,
                       struct textbuf *out, struct control_cursor *cursor);
-void control_continue(struct server *s, struct control_cursor *cursor, struct textbuf *out);
-
-/* Serves at most max clients at once (fdbudget.h), 1..CONTROL_CLIENTS_MAX. */
-void control_set_max_clients(struct control *c, unsigned max);
+void control_continue(const struct control_daemon *d, struct control_cursor *cursor, struct textbuf *out);
 
 /* When every place is taken, which client a new one replaces: the least
  * recently active of the user holding the most places (the first of

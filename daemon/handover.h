@@ -32,7 +32,7 @@
 #include "addr.h"
 #include "textbuf.h"
 #include "upcase.h"
-#include "worker.h"
+#include "conn.h"
 
 /* One connection's state, as stored.  pending points into the decoded
  * buffer (or, when encoding, at the caller's replies). */
@@ -110,16 +110,6 @@ int handover_state_load(int fd, struct handover_state *st);
 const struct handover_conn *handover_state_find(const struct handover_state *st, uint64_t id);
 void handover_state_free(struct handover_state *st);
 
-/* A connection taken back from the previous instance, in the form the
- * server gives it to the model's start().  pending is only valid during
- * start(). */
-struct resumed_conn {
-        int fd;                           /* -1 once a model took it */
-        struct conn_slot *slot;
-        struct upcase up;
-        const uint8_t *pending;
-        size_t pending_len;
-};
 
 /* Removes a name from the store (FDSTOREREMOVE=1). */
 int handover_forget(const char *name);

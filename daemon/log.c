@@ -398,23 +398,3 @@ void log_flush_suppressed(void) {
         log_emit(LOG_NOTICE, fields, 3);
         errno = saved_errno;
 }
-
-void log_conn(const struct conn_slot *slot, enum client_event_kind kind, enum close_reason reason) {
-        struct client_event ev = {
-                .kind = kind,
-                .peer = slot->peer,
-                .conn_id = atomic_load_explicit(&slot->id, memory_order_relaxed),
-                .bytes_in = atomic_load_explicit(&slot->bytes_in, memory_order_relaxed),
-                .bytes_out = atomic_load_explicit(&slot->bytes_out, memory_order_relaxed),
-                .duration_usec = now_usec_monotonic() - slot->start_usec,
-                .reason = reason,
-        };
-
-        log_client(&ev);
-}
-
-void log_rejected(const union sockaddr_union *peer, enum reject_reason why) {
-        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = *peer, .reject = why };
-
-        log_client(&ev);
-}

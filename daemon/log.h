@@ -71,12 +71,6 @@ struct client_event {
 
 void log_client(const struct client_event *ev);
 
-/* A TCP connection closed at once because a limit was reached. */
-void log_rejected(const union sockaddr_union *peer, enum reject_reason why);
-
-/* The TCP open or close entry of the connection in slot; the duration is
- * counted up to now. */
-void log_conn(const struct conn_slot *slot, enum client_event_kind kind, enum close_reason reason);
 
 /* Emits "suppressed N client log entries" when any were.  Called once a
  * second from the main loop and at exit. */

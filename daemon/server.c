@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/* The daemon's main process (server.h): one struct server, seen by this
+ * file alone.  The worker model gets a struct worker_env (worker.h), the
+ * control socket a struct control_daemon (control.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,39 +12,57 @@
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
 
+#include "conn.h"
+#include "control.h"
 #include "duration.h"
 #include "fdbudget.h"
+#include "handover.h"
+#include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "oneshot.h"
 #include "server.h"
 #include "tcp-blocking.h"
 #include "udp.h"
+#include "worker.h"
 
 /* Connection table size: the upper bound of max_connections. */
 #define SERVER_SLOTS 65536
 #define DRAIN_POLL_USEC (20 * USEC_PER_MSEC)
 #define TICK_USEC USEC_PER_SEC
 
+_Static_assert(2 * CONFIG_MAX_LISTEN + 1 <= CONTROL_LISTEN_MAX, "status lists every socket");
+
+struct server {
+        sd_event *event;
+        struct config config;             /* in force */
+        const struct overrides *overrides;
+        char config_file[4096];           /* "" when running on built-in defaults */
+        struct listeners listeners;
+        struct shared *shared;
+        const struct worker_ops *ops;
+        struct worker *worker;            /* the model's own state */
+        struct control *control;
+        struct control_daemon control_iface;
+        uint64_t start_usec;              /* CLOCK_MONOTONIC */
+        bool stopping;
+        uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
+        uint64_t watchdog_usec;
+        char status[256];                 /* last STATUS= sent */
+        struct handover handover;         /* on stop: connections for the next instance */
+        struct handover_state taken_back; /* on start: what the previous one left */
+        struct resumed_conn *resumed;
+        size_t n_resumed;
+        struct fd_budget fds;             /* the descriptor limit, shared out */
+};
+
 static const struct worker_ops *const worker_models[_MODEL_MAX] = {
         [MODEL_EVENT] = &worker_event_ops,
         [MODEL_THREAD] = &worker_thread_ops,
         [MODEL_PROCESS] = &worker_process_ops,
 };
-
-int timer_rearm(sd_event_source *es, uint64_t usec) {
-        int r = sd_event_source_set_time(es, usec);
-
-        /* A oneshot timer that fired is off until enabled again. */
-        return r < 0 ? r : sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
-}
-
-int timer_arm(sd_event *e, sd_event_source **es, uint64_t usec, sd_event_time_handler_t handler,
-              void *userdata) {
-        if (*es)
-                return timer_rearm(*es, usec);
-        return sd_event_add_time(e, es, CLOCK_MONOTONIC, usec, 0, handler, userdata);
-}
 
 void overrides_init(struct overrides *o) {
         memset(o, 0, sizeof(*o));
@@ -86,13 +106,16 @@ int server_load_config(const struct overrides *o, struct config *c,
 
 /* Settings that apply at once, at start and on reload. */
 static void server_apply_live(struct server *s, const struct config *c) {
+        struct live_settings *live = &s->shared->live;
+
         for (int t = 0; t < _TIMEOUT_MAX; t++)
-                atomic_store(&s->shared->timeout_usec[t], c->timeout_usec[t]);
-        atomic_store(&s->shared->max_connections, c->max_connections);
-        atomic_store(&s->shared->tcp_per_source, c->tcp_per_source);
-        atomic_store(&s->shared->udp_rate, c->udp_rate);
-        atomic_store(&s->shared->udp_burst, c->udp_burst);
-        atomic_store(&s->shared->udp_loop_guard, c->udp_loop_guard);
+                atomic_store(&live->timeout_usec[t], c->timeout_usec[t]);
+        atomic_store(&live->max_connections, c->max_connections);
+        atomic_store(&live->max_workers, c->max_workers);
+        atomic_store(&live->tcp_per_source, c->tcp_per_source);
+        atomic_store(&live->udp_rate, c->udp_rate);
+        atomic_store(&live->udp_burst, c->udp_burst);
+        atomic_store(&live->udp_loop_guard, c->udp_loop_guard);
         shared_set_exempt(s->shared, c->exempt, c->n_exempt);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
@@ -169,7 +192,7 @@ static void server_plan_fds(struct server *s) {
         } else
                 own = (unsigned) open > held ? (unsigned) open - held : 0;
         fd_budget_plan(&s->fds, s->fds.limit, own, s->ops->holds_connections);
-        atomic_store(&s->shared->conn_fd_cap, s->fds.conns);
+        atomic_store(&s->shared->live.conn_fd_cap, s->fds.conns);
         control_set_max_clients(s->control, s->fds.control);
         server_check_fds(s);
 }
@@ -184,7 +207,7 @@ bool server_fds_fit(const struct config *c, char *why, size_t len) {
         return false;
 }
 
-int server_reload(struct server *s, char *err, size_t errlen) {
+static int server_reload(struct server *s, char *err, size_t errlen) {
         struct config c;
         char path[sizeof(s->config_file)];
         int r;
@@ -200,18 +223,73 @@ int server_reload(struct server *s, char *err, size_t errlen) {
         s->config = c;
         memcpy(s->config_file, path, sizeof(path));
         server_apply_live(s, &s->config);
-        s->ops->timeouts_changed(s);
+        s->ops->timeouts_changed(s->worker);
         log_info("Configuration reloaded from %s", path[0] ? path : "built-in defaults");
         server_check_fds(s);
         notify_send("READY=1");
         return 0;
 }
 
-void server_set_timeout(struct server *s, enum timeout_id t, uint64_t usec) {
-        atomic_store(&s->shared->timeout_usec[t], usec);
-        s->config.timeout_usec[t] = usec;
-        s->ops->timeouts_changed(s);
+/* ---- what the control socket sees of the daemon ---- */
+
+static void control_on_status(void *userdata, struct control_status *st) {
+        struct server *s = userdata;
+        const struct listeners *ls = &s->listeners;
+
+        *st = (struct control_status) {
+                .model = s->ops->name,
+                .threads = s->config.threads,
+                .stopping = s->stopping,
+                .config_file = s->config_file,
+                .activated = ls->activated,
+                .start_usec = s->start_usec,
+        };
+        for (size_t i = 0; i < ls->n_tcp; i++)
+                st->listen[st->n_listen++] = ls->tcp[i];
+        for (size_t i = 0; i < ls->n_udp; i++)
+                st->listen[st->n_listen++] = ls->udp[i];
+        if (control_fd(s->control) >= 0)
+                st->listen[st->n_listen++] = control_fd(s->control);
 }
+
+static void control_on_set_timeout(void *userdata, enum timeout_id t, uint64_t usec) {
+        struct server *s = userdata;
+
+        atomic_store(&s->shared->live.timeout_usec[t], usec);
+        s->config.timeout_usec[t] = usec;
+        s->ops->timeouts_changed(s->worker);
+}
+
+static int control_on_reload(void *userdata, char *err, size_t errlen) {
+        return server_reload(userdata, err, errlen);
+}
+
+static int server_start_control(struct server *s) {
+        struct control_socket sock = {
+                .fd = s->listeners.control,
+                .activated = s->listeners.activated,
+                .path = s->config.control_path,
+                .mode = s->config.control_mode,
+                .group = s->config.control_group,
+        };
+        char what[sizeof(s->config.control_path) + 32];
+        int r;
+
+        s->control_iface = (struct control_daemon) {
+                .shared = s->shared,
+                .status = control_on_status,
+                .set_timeout = control_on_set_timeout,
+                .reload = control_on_reload,
+                .userdata = s,
+        };
+        r = control_start(s->event, &s->control_iface, &sock, &s->control, what, sizeof(what));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the %s: %s", what,
+                                       r == -EADDRINUSE ? "in use by a running daemon" : strerror(-r));
+        return 0;
+}
+
+/* ---- the main loop ---- */
 
 static void server_update_status(struct server *s) {
         char status[sizeof(s->status)];
@@ -225,39 +303,12 @@ static void server_update_status(struct server *s) {
         notify_sendf("STATUS=%s", status);
 }
 
-static void server_set_accepting(struct server *s, bool on) {
-        for (size_t i = 0; i < s->n_accept; i++)
-                sd_event_source_set_enabled(s->accept_src[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
-}
-
-static int server_on_accept_resume(sd_event_source *es, uint64_t usec, void *userdata) {
-        struct server *s = userdata;
-
-        if (!s->stopping)
-                server_set_accepting(s, true);
-        return 0;
-}
-
-void server_pause_accepting(struct server *s, int err) {
-        uint64_t now = now_usec_monotonic(), at = now + ACCEPT_PAUSE_USEC;
-        int r;
-
-        accept_pause_warn(&s->accept_warned, now, -err);
-        server_set_accepting(s, false);
-        r = timer_arm(s->event, &s->accept_resume, at, server_on_accept_resume, s);
-        if (r < 0) {
-                /* Without the timer nothing would resume: accept again. */
-                log_warning_errno(r, "Failed to arm the accept pause, ignoring: %m");
-                server_set_accepting(s, true);
-        }
-}
-
 static int server_on_drain_tick(sd_event_source *es, uint64_t usec, void *userdata) {
         struct server *s = userdata;
 
-        if (!s->ops->drained(s) && usec < s->stop_deadline)
-                return timer_rearm(es, usec + DRAIN_POLL_USEC);
-        if (!s->ops->drained(s))
+        if (!s->ops->drained(s->worker) && usec < s->stop_deadline)
+                return oneshot_rearm(es, usec + DRAIN_POLL_USEC);
+        if (!s->ops->drained(s->worker))
                 log_warning("Shutdown timeout reached, closing the remaining connections");
         return sd_event_exit(s->event, 0);
 }
@@ -277,7 +328,7 @@ static void server_stop(struct server *s, const char *why) {
                 now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN) : UINT64_MAX;
         notify_send("STOPPING=1");
         log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
-        s->ops->stop(s);
+        s->ops->stop(s->worker);
         server_update_status(s);
         r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_drain_tick, s);
         if (r < 0) {
@@ -309,7 +360,7 @@ static int server_on_tick(sd_event_source *es, uint64_t usec, void *userdata) {
 
         log_flush_suppressed();
         server_update_status(s);
-        return timer_rearm(es, usec + TICK_USEC);
+        return oneshot_rearm(es, usec + TICK_USEC);
 }
 
 static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -317,11 +368,11 @@ static int server_on_watchdog(sd_event_source *es, uint64_t usec, void *userdata
         uint64_t period = s->watchdog_usec / 2;
 
         /* Only vouch for the daemon when every worker loop is alive too. */
-        if (s->ops->alive(s, usec, period + TICK_USEC))
+        if (s->ops->alive(s->worker, usec, period + TICK_USEC))
                 notify_send("WATCHDOG=1");
         else
                 log_error("A worker loop has stalled; not pinging the watchdog");
-        return timer_rearm(es, usec + period);
+        return oneshot_rearm(es, usec + period);
 }
 
 static int server_add_sources(struct server *s) {
@@ -358,26 +409,15 @@ static int server_open_listeners(struct server *s) {
         return 0;
 }
 
-/* The slot and journal entry of a connection handed over by the previous
- * instance; its state is rec, or fresh when the state was lost. */
-static int server_resume_one(struct server *s, const struct passed_conn *p,
-                             const struct handover_conn *rec, struct resumed_conn *rc) {
-        union sockaddr_union peer;
-        socklen_t len = sizeof(peer);
-        uint64_t now = now_usec_monotonic();
-        enum reject_reason why;
+/* ---- the connections handed over across a restart ---- */
 
-        if (rec)
-                peer = rec->peer;
-        else if (getpeername(p->fd, &peer.sa, &len) < 0)
-                return -errno;
-        rc->slot = rec ? conn_slot_resume(s->shared, p->id, &peer, rec->start_realtime_usec,
-                                          rec->start_usec, rec->bytes_in, rec->bytes_out, &why)
-                       : conn_slot_resume(s->shared, p->id, &peer, now_usec_realtime(), now, 0, 0, &why);
-        if (!rc->slot) {
-                log_rejected(&peer, why);
-                return -EBUSY;
-        }
+/* One connection the previous instance stored: admitted (conn_resume())
+ * with its state, rec, or afresh when the state was lost. */
+static bool server_resume_one(struct server *s, const struct passed_conn *p, const struct handover_conn *rec,
+                              struct resumed_conn *rc) {
+        rc->slot = conn_resume(s->shared, p->fd, p->id, rec);
+        if (!rc->slot)
+                return false;
         rc->fd = p->fd;
         if (rec) {
                 rc->up = rec->up;
@@ -385,8 +425,7 @@ static int server_resume_one(struct server *s, const struct passed_conn *p,
                 rc->pending_len = rec->pending_len;
         } else
                 upcase_init(&rc->up, true);
-        log_conn(rc->slot, CLIENT_TCP_RESUMED, CLOSE_ERROR);
-        return 0;
+        return true;
 }
 
 /* Takes back the connections the previous instance stored and removes them
@@ -417,9 +456,8 @@ static void server_take_back(struct server *s) {
                         log_warning_errno(r, "Failed to remove %s from the file descriptor store, ignoring: %m", name);
                 if (!s->resumed)
                         continue;       /* closed with the listeners */
-                r = server_resume_one(s, p, rec, &s->resumed[s->n_resumed]);
-                if (r < 0) {
-                        log_warning_errno(r, "Failed to resume connection %s, closing it: %m", name);
+                if (!server_resume_one(s, p, rec, &s->resumed[s->n_resumed])) {
+                        log_warning("Failed to resume connection %s, closing it", name);
                         continue;
                 }
                 p->fd = -1;
@@ -437,9 +475,7 @@ static void server_resumed_done(struct server *s) {
                 if (rc->fd < 0)
                         continue;
                 close(rc->fd);
-                atomic_store(&rc->slot->close_reason, CLOSE_ERROR);
-                log_conn(rc->slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
-                conn_slot_release(s->shared, rc->slot);
+                conn_end(s->shared, rc->slot, CLOSE_ERROR);
         }
         free(s->resumed);
         s->resumed = NULL;
@@ -450,14 +486,29 @@ static void server_resumed_done(struct server *s) {
 static void server_setup_handover(struct server *s) {
         if (!s->handover.enabled)
                 return;
-        if (s->config.model == MODEL_PROCESS) {
-                log_notice("The process model closes connections on restart: they are not handed over");
+        if (!s->ops->holds_connections) {
+                log_notice("The %s model closes connections on restart: they are not handed over", s->ops->name);
                 s->handover.enabled = false;
         } else if (s->handover.max < s->config.max_connections)
                 log_warning("The file descriptor store holds %u connection(s), fewer than max_connections (%u): "
                             "connections beyond it are closed on restart", s->handover.max,
                             s->config.max_connections);
 }
+
+static void server_store_handover(struct server *s) {
+        int r;
+
+        if (s->handover.stored == 0)
+                return;
+        r = handover_store_state(&s->handover);
+        if (r < 0)
+                log_error_errno(r, "Failed to store the state of %u connection(s) handed over; "
+                                "the next instance resumes them without it: %m", s->handover.stored);
+        else
+                log_info("Handed over %u connection(s) to the next instance", s->handover.stored);
+}
+
+/* ---- start and run ---- */
 
 static void server_log_started(struct server *s) {
         char buf[512], one[128];
@@ -473,8 +524,28 @@ static void server_log_started(struct server *s) {
                  s->listeners.activated ? ", socket activated" : "", len ? buf : "");
 }
 
+static int server_start_model(struct server *s) {
+        struct worker_env env = {
+                .tcp = s->listeners.tcp,
+                .n_tcp = s->listeners.n_tcp,
+                .udp = s->listeners.udp,
+                .n_udp = s->listeners.n_udp,
+                .shared = s->shared,
+                .handover = s->handover.enabled ? &s->handover : NULL,
+                .resumed = s->resumed,
+                .n_resumed = s->n_resumed,
+                .event = s->event,
+                .threads = s->config.threads,
+        };
+        int r = s->ops->start(&env, &s->worker);
+
+        server_resumed_done(s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the %s model: %m", s->ops->name);
+        return 0;
+}
+
 static int server_start(struct server *s) {
-        char what[sizeof(s->config.control_path) + 32];
         int r;
 
         server_raise_fd_limit(s);
@@ -496,33 +567,18 @@ static int server_start(struct server *s) {
         r = server_add_sources(s);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
-        r = control_start(s, &s->control, what, sizeof(what));
+        r = server_start_control(s);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up the %s: %s", what,
-                                       r == -EADDRINUSE ? "in use by a running daemon" : strerror(-r));
+                return r;
 
+        s->ops = worker_models[s->config.model];
         server_setup_handover(s);
         server_take_back(s);
-        s->ops = worker_models[s->config.model];
-        r = s->ops->start(s);
-        server_resumed_done(s);
+        r = server_start_model(s);
         if (r < 0)
-                return log_error_errno(r, "Failed to start the %s model: %m", s->ops->name);
+                return r;
         server_plan_fds(s);
         return 0;
-}
-
-static void server_store_handover(struct server *s) {
-        int r;
-
-        if (s->handover.stored == 0)
-                return;
-        r = handover_store_state(&s->handover);
-        if (r < 0)
-                log_error_errno(r, "Failed to store the state of %u connection(s) handed over; "
-                                "the next instance resumes them without it: %m", s->handover.stored);
-        else
-                log_info("Handed over %u connection(s) to the next instance", s->handover.stored);
 }
 
 /* Accept=yes: systemd accepted the connection and started us for it alone
@@ -537,10 +593,6 @@ static int server_serve_connection(struct server *s) {
 
         if (getpeername(fd, &peer.sa, &len) < 0)
                 return log_error_errno(errno, "Failed to get the address of the passed connection: %m");
-        slot = conn_slot_take(s->shared, &peer, NULL);
-        if (!slot)
-                return log_error_errno(EBUSY, "No room for the passed connection");
-
         if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
                 return log_error_errno(errno, "Failed to make the passed connection non-blocking: %m");
 
@@ -551,10 +603,14 @@ static int server_serve_connection(struct server *s) {
         pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
 
         notify_send("READY=1\nSTATUS=serving one connection");
-        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+        /* Ours from here on: closed when refused, or once served. */
+        s->listeners.connected = -1;
+        slot = conn_admit(s->shared, fd, &peer);
+        if (!slot)
+                return log_error_errno(EBUSY, "No room for the passed connection");
         reason = tcp_serve_blocking(s->shared, slot, fd, NULL, NULL);
-        log_conn(slot, CLIENT_TCP_CLOSE, reason);
-        conn_slot_release(s->shared, slot);
+        close(fd);
+        conn_end(s->shared, slot, reason);
         return 0;
 }
 
@@ -568,13 +624,31 @@ static _Noreturn void server_abandon(void) {
         _exit(EXIT_SUCCESS);
 }
 
+static int server_loop(struct server *s) {
+        bool finished;
+        int r;
+
+        server_log_started(s);
+        server_update_status(s);
+        notify_send("READY=1");
+        r = sd_event_loop(s->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+        finished = s->ops->finish(s->worker);
+        s->worker = NULL;
+        server_store_handover(s);
+        if (!finished)
+                server_abandon();
+        log_info("Stopped");
+        return r;
+}
+
 int server_run(const struct overrides *o, const struct config *c, const char *config_file) {
         struct server s = {
                 .config = *c,
                 .overrides = o,
                 .start_usec = now_usec_monotonic(),
         };
-        bool finished;
         int r;
 
         snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
@@ -587,23 +661,11 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         r = server_start(&s);
         if (r >= 0 && s.listeners.connected >= 0)
                 r = server_serve_connection(&s);
-        else if (r >= 0) {
-                server_log_started(&s);
-                server_update_status(&s);
-                notify_send("READY=1");
-                r = sd_event_loop(s.event);
-                if (r < 0)
-                        log_error_errno(r, "Event loop failed: %m");
-                finished = s.ops->finish(&s);
-                server_store_handover(&s);
-                if (!finished)
-                        server_abandon();
-                log_info("Stopped");
-        }
+        else if (r >= 0)
+                r = server_loop(&s);
 
         log_flush_suppressed();
         log_set_shared(NULL);
-        sd_event_source_disable_unref(s.accept_resume);
         control_free(s.control);
         listeners_close(&s.listeners);
         sd_event_unref(s.event);
@@ -631,29 +693,4 @@ int server_block_signals(void) {
         sigaddset(&mask, SIGCHLD);
         sigaddset(&mask, SIGUSR1);
         return -pthread_sigmask(SIG_BLOCK, &mask, NULL);
-}
-
-int worker_wait(int fd, short events, uint64_t timeout_usec) {
-        /* The thread's mask without SIGUSR1, computed once per thread: the
-         * mask never changes after the worker starts. */
-        static __thread sigset_t wait_mask;
-        static __thread bool wait_mask_set;
-        struct pollfd p = { .fd = fd, .events = events };
-        struct timespec ts, *tsp = NULL;
-        int r;
-
-        if (timeout_usec != UINT64_MAX) {
-                ts.tv_sec = timeout_usec / USEC_PER_SEC;
-                ts.tv_nsec = (timeout_usec % USEC_PER_SEC) * 1000;
-                tsp = &ts;
-        }
-        if (!wait_mask_set) {
-                pthread_sigmask(SIG_SETMASK, NULL, &wait_mask);
-                sigdelset(&wait_mask, SIGUSR1);
-                wait_mask_set = true;
-        }
-        r = ppoll(&p, 1, tsp, &wait_mask);
-        if (r < 0)
-                return -errno;
-        return r == 0 ? 0 : p.revents;
 }

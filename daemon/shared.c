@@ -102,7 +102,7 @@ int shared_new(uint32_t nslots, struct shared **ret) {
         /* Slots are handed out lowest index first and only linked into the
          * free list once released, so pages are touched as the table grows. */
         atomic_store(&sh->next_conn_id, 1);
-        atomic_store(&sh->conn_fd_cap, UINT32_MAX);     /* until the daemon plans its budget */
+        atomic_store(&sh->live.conn_fd_cap, UINT32_MAX);     /* until the daemon plans its budget */
         *ret = sh;
         return 0;
 }
@@ -151,7 +151,7 @@ void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t
 /* Under sh->lock: whether a connection from peer (source k) is over
  * tcp_per_source.  An exempt source is counted, never refused. */
 static bool over_per_source(struct shared *sh, const union sockaddr_union *peer, const struct source_key *k) {
-        unsigned per_source = atomic_load_explicit(&sh->tcp_per_source, memory_order_relaxed);
+        unsigned per_source = atomic_load_explicit(&sh->live.tcp_per_source, memory_order_relaxed);
         const struct source_limits *l = sh->limits;
 
         return per_source > 0 && source_count(l->tcp, k) >= per_source &&
@@ -162,7 +162,7 @@ static bool over_per_source(struct shared *sh, const union sockaddr_union *peer,
  * with the reason in *why. */
 static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_union *peer,
                                     const struct source_key *k, enum reject_reason *why) {
-        unsigned max = atomic_load_explicit(&sh->max_connections, memory_order_relaxed);
+        unsigned max = atomic_load_explicit(&sh->live.max_connections, memory_order_relaxed);
         struct conn_slot *slot;
 
         *why = REJECT_CONNECTIONS;

@@ -99,23 +99,32 @@ struct source_limits {
         size_t n_exempt;
 };
 
+/* The settings that apply at once, to new and open connections: the
+ * configuration's (on start and reload) and uppercasectl's timeouts.
+ * Written by the main thread, read everywhere. */
+struct live_settings {
+        atomic_uint_fast64_t timeout_usec[_TIMEOUT_MAX];   /* 0 = off */
+        atomic_uint max_connections;
+        atomic_uint max_workers;                 /* thread and process models */
+        atomic_uint tcp_per_source;              /* 0 = no limit */
+        atomic_uint udp_rate;                    /* 0 = no limit */
+        atomic_uint udp_burst;
+        atomic_bool udp_loop_guard;
+        atomic_uint conn_fd_cap;                 /* connections the descriptor budget allows */
+};
+
 struct shared {
         struct counters c;
-        atomic_uint_fast64_t timeout_usec[_TIMEOUT_MAX];   /* live, 0 = off */
-        atomic_uint max_connections;                        /* live */
-        atomic_uint tcp_per_source;                         /* live, 0 = no limit */
-        atomic_uint udp_rate;                               /* live, 0 = no limit */
-        atomic_uint udp_burst;                              /* live */
-        atomic_bool udp_loop_guard;                         /* live */
-        struct source_limits *limits;
-        atomic_uint conn_fd_cap;                 /* connections the descriptor budget allows */
-        atomic_uint tcp_active;
+        struct live_settings live;
         atomic_bool stopping;                    /* graceful stop: flush and close */
         atomic_bool aborting;                    /* shutdown timeout hit: close now */
-        atomic_uint_fast64_t next_conn_id;
+        struct source_limits *limits;            /* the main process's heap: see above */
 
-        /* The free list is only touched under lock, by the threads of the
-         * daemon's main process (in the process model, only the parent). */
+        /* The connection table.  The free list is only touched under lock,
+         * by the threads of the daemon's main process (in the process
+         * model, only the parent). */
+        atomic_uint tcp_active;
+        atomic_uint_fast64_t next_conn_id;
         pthread_mutex_t lock;
         uint32_t free_head;
         uint32_t high_water;             /* slots below this were used once */
@@ -157,11 +166,11 @@ void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
  * (fdbudget.h): then accepting waits, as on EMFILE. */
 static inline bool shared_conn_fds_full(const struct shared *sh) {
         return atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >=
-               atomic_load_explicit(&sh->conn_fd_cap, memory_order_relaxed);
+               atomic_load_explicit(&sh->live.conn_fd_cap, memory_order_relaxed);
 }
 
 static inline uint64_t shared_timeout(const struct shared *sh, enum timeout_id t) {
-        return atomic_load_explicit(&sh->timeout_usec[t], memory_order_relaxed);
+        return atomic_load_explicit(&sh->live.timeout_usec[t], memory_order_relaxed);
 }
 
 #define COUNTER_ADD(sh, field, n) \

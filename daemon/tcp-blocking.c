@@ -10,13 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "duration.h"
-#include "log.h"
-#include "server.h"
 #include "tcp-blocking.h"
-#include "upcase.h"
-#include "worker.h"
-
 
 struct blocking_conn {
         struct shared *sh;
@@ -25,8 +19,9 @@ struct blocking_conn {
         bool eof;
         bool full;              /* the last read filled the buffer: more is likely waiting */
         struct handover *handover;      /* on stop, NULL: close */
-        uint64_t handover_at;   /* stopping: what is still owed then travels; 0: not yet */
-        const uint8_t *unsent;  /* stopping for a hand-over: replies the peer has not taken */
+        uint64_t stop_at;       /* when this connection saw the stop; 0: not yet */
+        enum close_reason reason;       /* once it ends */
+        const uint8_t *unsent;  /* stopping: replies the peer has not taken */
         size_t unsent_len;
         struct upcase up;
         uint8_t in[CONN_READ_MAX];
@@ -40,28 +35,76 @@ static uint64_t time_left(uint64_t since, uint64_t timeout, uint64_t now) {
         return since + timeout > now ? since + timeout - now : 0;
 }
 
-/* Stopping for a restart: whether the wait for what is owed is over (the
- * first call starts it). */
-static bool conn_handover_due(struct blocking_conn *c, uint64_t now) {
+static bool conn_aborting(const struct blocking_conn *c) {
+        return atomic_load(&c->sh->aborting);
+}
+
+/* The connection ends for reason: false, to stop what it was doing. */
+static bool conn_ends(struct blocking_conn *c, enum close_reason reason) {
+        c->reason = reason;
+        return false;
+}
+
+/* Where a stopping connection is at (conn.h); the stop is seen now the
+ * first time. */
+static struct drain_view conn_view(struct blocking_conn *c, uint64_t now) {
+        if (c->stop_at == 0)
+                c->stop_at = now;
+        return (struct drain_view) {
+                .handover = c->handover != NULL,
+                .ended = c->up.quit || c->eof,
+                .received = atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) > 0,
+                .input_waiting = conn_input_waiting(c->fd),
+                .replies_pending = c->unsent_len > 0,
+                .grace_over = now >= c->stop_at + FIRST_REQUEST_GRACE_USEC,
+                .wait_over = now >= c->stop_at + HANDOVER_WAIT_USEC,
+        };
+}
+
+/* Puts the connection, with what it still owes (c->unsent), in the store.
+ * When that fails it is drained as on a plain stop instead; returns
+ * whether it was stored. */
+static bool conn_store(struct blocking_conn *c) {
+        if (conn_hand_over(c->handover, c->slot, c->fd, &c->up, c->unsent, c->unsent_len) >= 0)
+                return true;
+        c->handover = NULL;
+        return false;
+}
+
+/* A stopping connection waits for its peer to read the rest of its
+ * replies, buf: whether it goes to the store with them now (stored). */
+static bool conn_stored_while_writing(struct blocking_conn *c, const uint8_t *buf, size_t len, uint64_t now) {
+        struct drain_view v;
+
         if (!c->handover || !atomic_load(&c->sh->stopping))
                 return false;
-        if (c->handover_at == 0)
-                c->handover_at = now + HANDOVER_WAIT_USEC;
-        return now >= c->handover_at;
+        c->unsent = buf;
+        c->unsent_len = len;
+        v = conn_view(c, now);
+        return drain_next(&v) == DRAIN_HAND_OVER && conn_store(c);
+}
+
+/* Stopping for a restart: how long until what is owed goes with the
+ * connection (UINT64_MAX: not stopping, or no store). */
+static uint64_t conn_hand_over_left(const struct blocking_conn *c, uint64_t now) {
+        uint64_t at = c->stop_at + HANDOVER_WAIT_USEC;
+
+        if (!c->handover || c->stop_at == 0)
+                return UINT64_MAX;
+        return at > now ? at - now : 0;
 }
 
 /* Writes all of buf, waiting at most the write timeout (re-read at every
- * wake, so a live change applies) for the peer to make room.  Progress
- * restarts the timeout.  On stop, replies are still delivered (or, for a
- * hand-over, what the peer cannot take yet is kept in c->unsent and
- * CLOSE_HANDOVER returned); on abort, not. */
-static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t len) {
+ * wake, so a live change applies) for the peer to make room; progress
+ * restarts it.  On stop, replies are still delivered, or, for a hand-over,
+ * what the peer cannot take yet goes with the connection; on abort, not.
+ * Returns false when the connection ends (c->reason). */
+static bool conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t len) {
         uint64_t since = now_usec_monotonic();
 
         while (len > 0) {
                 ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                uint64_t now = now_usec_monotonic(), left;
-                bool handover_first;
+                uint64_t now = now_usec_monotonic(), left, hand_over;
                 int r;
 
                 if (n > 0) {
@@ -72,46 +115,42 @@ static int conn_write_all(struct blocking_conn *c, const uint8_t *buf, size_t le
                         continue;
                 }
                 if (n < 0 && errno != EAGAIN && errno != EINTR)
-                        return CLOSE_ERROR;
-                if (atomic_load(&c->sh->aborting))
-                        return CLOSE_SHUTDOWN;
-                if (conn_handover_due(c, now)) {
-                        c->unsent = buf;
-                        c->unsent_len = len;
-                        return CLOSE_HANDOVER;
-                }
+                        return conn_ends(c, CLOSE_ERROR);
+                if (conn_aborting(c))
+                        return conn_ends(c, CLOSE_SHUTDOWN);
+                if (conn_stored_while_writing(c, buf, len, now))
+                        return conn_ends(c, CLOSE_HANDOVER);
                 left = time_left(since, shared_timeout(c->sh, TIMEOUT_WRITE), now);
-                handover_first = c->handover_at && c->handover_at - now < left;
-                r = worker_wait(c->fd, POLLOUT, handover_first ? c->handover_at - now : left);
-                if (r == 0 && !handover_first)
-                        return CLOSE_WRITE;
+                hand_over = conn_hand_over_left(c, now);
+                r = worker_wait(c->fd, POLLOUT, left < hand_over ? left : hand_over);
+                if (r == 0 && left <= hand_over)
+                        return conn_ends(c, CLOSE_WRITE);
                 if (r < 0 && r != -EINTR)
-                        return CLOSE_ERROR;
+                        return conn_ends(c, CLOSE_ERROR);
         }
-        return -1;
+        c->unsent_len = 0;
+        return true;
 }
 
-/* Reads once and answers.  Returns -1 to go on, else the close reason. */
-static int conn_serve_input(struct blocking_conn *c) {
+/* Reads once and answers.  Returns false when the connection ends. */
+static bool conn_serve_input(struct blocking_conn *c) {
         uint64_t invalid = 0;
         ssize_t n = recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT);
         size_t out;
-        int r;
 
         c->full = n == (ssize_t) sizeof(c->in);
         if (n < 0)
-                return errno == EAGAIN || errno == EINTR ? -1 : CLOSE_ERROR;
+                return errno == EAGAIN || errno == EINTR ? true : conn_ends(c, CLOSE_ERROR);
         c->eof = n == 0;
         out = upcase_feed(&c->up, c->in, n, c->eof, c->out, &invalid);
         if (invalid)
                 COUNTER_ADD(c->sh, invalid_utf8, invalid);
         conn_slot_traffic(c->sh, c->slot, n, 0, now_usec_monotonic());
-        r = conn_write_all(c, c->out, out);
-        if (r >= 0)
-                return r;
+        if (!conn_write_all(c, c->out, out))
+                return false;
         if (c->up.quit)
-                return CLOSE_QUIT;
-        return c->eof ? CLOSE_EOF : -1;
+                return conn_ends(c, CLOSE_QUIT);
+        return c->eof ? conn_ends(c, CLOSE_EOF) : true;
 }
 
 /* After ".": stop sending, then discard input until the peer's EOF, so that
@@ -124,7 +163,7 @@ static void conn_linger(struct blocking_conn *c) {
                 uint64_t left = time_left(since, LINGER_USEC, now_usec_monotonic());
                 int r;
 
-                if (left == 0 || atomic_load(&c->sh->aborting))
+                if (left == 0 || conn_aborting(c))
                         return;
                 r = worker_wait(c->fd, POLLIN, left);
                 if (r == -EINTR)
@@ -134,111 +173,103 @@ static void conn_linger(struct blocking_conn *c) {
         }
 }
 
-/* Answers all the input waiting, however many reads it takes: closing with
- * input unread would reset the connection and destroy the replies in
- * flight.  (For a restart, until HANDOVER_WAIT_USEC: the rest goes with the
- * socket.)  Returns -1 when it is answered, else the close reason. */
-static int conn_answer_waiting(struct blocking_conn *c) {
-        int r;
-
-        do
-                r = conn_serve_input(c);
-        while (r < 0 && conn_input_waiting(c->fd) && !atomic_load(&c->sh->aborting) &&
-               !conn_handover_due(c, now_usec_monotonic()));
-        return r;
-}
-
-/* Stopping: answer what the peer already sent (or, if it has sent nothing
- * yet, what arrives within the grace), then close, or hand over for a
- * restart. */
-static enum close_reason conn_drain(struct blocking_conn *c) {
-        uint64_t until = now_usec_monotonic() + FIRST_REQUEST_GRACE_USEC;
-        enum close_reason done = c->handover ? CLOSE_HANDOVER : CLOSE_SHUTDOWN;
-        int r;
-
-        while (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0) {
+/* Stopping: drains as drain_next() says until the connection ends, closed
+ * or handed over. */
+static void conn_drain(struct blocking_conn *c) {
+        for (;;) {
                 uint64_t now = now_usec_monotonic();
+                struct drain_view v = conn_view(c, now);
+                int r;
 
-                if (atomic_load(&c->sh->aborting))
-                        return CLOSE_SHUTDOWN;
-                if (now >= until)
-                        return done;
-                r = worker_wait(c->fd, POLLIN, until - now);
-                if (r > 0)
+                if (conn_aborting(c)) {
+                        conn_ends(c, CLOSE_SHUTDOWN);
+                        return;
+                }
+                switch (drain_next(&v)) {
+                case DRAIN_WAIT_REQUEST:
+                        r = worker_wait(c->fd, POLLIN, c->stop_at + FIRST_REQUEST_GRACE_USEC - now);
+                        if (r < 0 && r != -EINTR) {
+                                conn_ends(c, CLOSE_ERROR);
+                                return;
+                        }
                         break;
-                if (r != -EINTR)
-                        return done;
+                case DRAIN_ANSWER:
+                        if (!conn_serve_input(c))
+                                return;
+                        break;
+                case DRAIN_FLUSH:
+                        if (!conn_write_all(c, c->unsent, c->unsent_len))
+                                return;
+                        break;
+                case DRAIN_HAND_OVER:
+                        if (conn_store(c)) {
+                                conn_ends(c, CLOSE_HANDOVER);
+                                return;
+                        }
+                        break;
+                case DRAIN_CLOSE:
+                        conn_ends(c, c->up.quit ? CLOSE_QUIT : c->eof ? CLOSE_EOF : CLOSE_SHUTDOWN);
+                        return;
+                }
         }
-        r = conn_answer_waiting(c);
-        return r >= 0 ? (enum close_reason) r : done;
 }
 
-/* Puts the connection and its state in the file descriptor store.  When
- * that fails, it is closed as on a stop, after the replies owed. */
-static enum close_reason conn_hand_over(struct blocking_conn *c) {
-        struct handover_conn rec = { .up = c->up, .pending = c->unsent, .pending_len = c->unsent_len };
-        int r;
-
-        handover_conn_from_slot(&rec, c->slot);
-        if (handover_store_conn(c->handover, c->fd, &rec) >= 0)
-                return CLOSE_HANDOVER;
-        c->handover = NULL;
-        r = c->unsent_len ? conn_write_all(c, c->unsent, c->unsent_len) : -1;
-        if (r < 0 && conn_input_waiting(c->fd))
-                r = conn_answer_waiting(c);
-        return r >= 0 ? (enum close_reason) r : CLOSE_SHUTDOWN;
-}
-
-static enum close_reason conn_loop(struct blocking_conn *c) {
+/* Serves until the connection ends; the stop drains it. */
+static void conn_loop(struct blocking_conn *c) {
         for (;;) {
                 uint64_t now = now_usec_monotonic();
                 uint64_t last = atomic_load_explicit(&c->slot->last_active_usec, memory_order_relaxed);
                 uint64_t left = time_left(last, shared_timeout(c->sh, TIMEOUT_IDLE), now);
                 int r;
 
-                if (atomic_load(&c->sh->aborting))
-                        return CLOSE_SHUTDOWN;
-                if (atomic_load(&c->sh->stopping))
-                        return conn_drain(c);
-                if (left == 0)
-                        return CLOSE_IDLE;
+                if (conn_aborting(c)) {
+                        conn_ends(c, CLOSE_SHUTDOWN);
+                        return;
+                }
+                if (atomic_load(&c->sh->stopping)) {
+                        conn_drain(c);
+                        return;
+                }
+                if (left == 0) {
+                        conn_ends(c, CLOSE_IDLE);
+                        return;
+                }
                 /* After a short read the peer is usually waiting for our
                  * reply: wait first.  After a full one, read on. */
                 if (!c->full) {
                         r = worker_wait(c->fd, POLLIN, left);
                         if (r == 0 || r == -EINTR)
                                 continue;
-                        if (r < 0)
-                                return CLOSE_ERROR;
+                        if (r < 0) {
+                                conn_ends(c, CLOSE_ERROR);
+                                return;
+                        }
                 }
-                r = conn_serve_input(c);
-                if (r >= 0)
-                        return r;
+                if (!conn_serve_input(c))
+                        return;
         }
 }
 
-/* A resumed connection first sends the replies its peer had not read. */
-static enum close_reason conn_start(struct blocking_conn *c, const struct resumed_conn *resume) {
-        int r;
-
+/* A resumed connection first sends the replies its peer had not read.
+ * Returns false when it ended meanwhile. */
+static bool conn_resume_replies(struct blocking_conn *c, const struct resumed_conn *resume) {
         if (!resume)
-                return -1;
+                return true;
         c->up = resume->up;
         if (resume->pending_len == 0 || resume->pending_len > sizeof(c->out))
-                return -1;
+                return true;
         /* Our own copy: if the stop comes first, it is handed over again. */
         memcpy(c->out, resume->pending, resume->pending_len);
-        r = conn_write_all(c, c->out, resume->pending_len);
-        if (r < 0 && c->up.quit)
-                return CLOSE_QUIT;
-        return r;
+        if (!conn_write_all(c, c->out, resume->pending_len))
+                return false;
+        return c->up.quit ? conn_ends(c, CLOSE_QUIT) : true;
 }
 
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
                                      const struct resumed_conn *resume, struct handover *handover) {
         struct blocking_conn *c = malloc(sizeof(*c));
         enum close_reason reason = CLOSE_ERROR;
-        int one = 1, r;
+        int one = 1;
 
         if (c) {
                 /* Field by field: a compound literal would zero the buffers. */
@@ -248,58 +279,21 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 c->eof = false;
                 c->full = false;
                 c->handover = handover;
-                c->handover_at = 0;
+                c->stop_at = 0;
+                c->reason = CLOSE_ERROR;
                 c->unsent = NULL;
                 c->unsent_len = 0;
                 upcase_init(&c->up, true);
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                r = conn_start(c, resume);
-                reason = r >= 0 ? (enum close_reason) r : conn_loop(c);
-                if (reason == CLOSE_HANDOVER)
-                        reason = conn_hand_over(c);
-                if (reason == CLOSE_QUIT)
+                if (conn_resume_replies(c, resume))
+                        conn_loop(c);
+                if (c->reason == CLOSE_QUIT)
                         conn_linger(c);
+                reason = c->reason;
                 free(c);
         }
         atomic_store(&slot->close_reason, reason);
         return reason;
-}
-
-static void tcp_admit(const struct tcp_acceptor *a, int fd, const union sockaddr_union *peer) {
-        enum reject_reason why = REJECT_CONNECTIONS;
-        struct conn_slot *slot = NULL;
-
-        if (a->workers(a->userdata) < a->max_workers)
-                slot = conn_slot_take(a->shared, peer, &why);
-        else
-                COUNTER_ADD(a->shared, tcp_rejected, 1);
-        if (!slot) {
-                close(fd);
-                log_rejected(peer, why);
-                return;
-        }
-        log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
-        a->start(a->userdata, fd, slot);
-}
-
-int tcp_accept_all(const struct tcp_acceptor *a, int listen_fd) {
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                union sockaddr_union peer;
-                socklen_t len = sizeof(peer);
-                int fd;
-
-                if (shared_conn_fds_full(a->shared))
-                        return -ENOSPC;
-                fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd >= 0) {
-                        tcp_admit(a, fd, &peer);
-                        continue;
-                }
-                if (accept_error_pauses(errno))
-                        return -errno;
-                break;
-        }
-        return 0;
 }
 
 void tcp_kick_all(struct shared *sh, bool threads) {
@@ -316,4 +310,29 @@ void tcp_kick_all(struct shared *sh, bool threads) {
                 else
                         (void) kill(pid, SIGUSR1);
         }
+}
+
+int worker_wait(int fd, short events, uint64_t timeout_usec) {
+        /* The thread's mask without SIGUSR1, computed once per thread: the
+         * mask never changes after the worker starts. */
+        static __thread sigset_t wait_mask;
+        static __thread bool wait_mask_set;
+        struct pollfd p = { .fd = fd, .events = events };
+        struct timespec ts, *tsp = NULL;
+        int r;
+
+        if (timeout_usec != UINT64_MAX) {
+                ts.tv_sec = timeout_usec / USEC_PER_SEC;
+                ts.tv_nsec = (timeout_usec % USEC_PER_SEC) * 1000;
+                tsp = &ts;
+        }
+        if (!wait_mask_set) {
+                pthread_sigmask(SIG_SETMASK, NULL, &wait_mask);
+                sigdelset(&wait_mask, SIGUSR1);
+                wait_mask_set = true;
+        }
+        r = ppoll(&p, 1, tsp, &wait_mask);
+        if (r < 0)
+                return -errno;
+        return r == 0 ? 0 : p.revents;
 }

@@ -157,9 +157,9 @@ static void udp_rate_limit(struct udp_batch *b, int n, unsigned rate, unsigned b
 static void udp_filter(struct udp_batch *b, int n) {
         struct shared *sh = b->shared;
         const struct source_limits *l = sh->limits;
-        bool guard = atomic_load_explicit(&sh->udp_loop_guard, memory_order_relaxed);
-        unsigned rate = atomic_load_explicit(&sh->udp_rate, memory_order_relaxed);
-        unsigned burst = atomic_load_explicit(&sh->udp_burst, memory_order_relaxed);
+        bool guard = atomic_load_explicit(&sh->live.udp_loop_guard, memory_order_relaxed);
+        unsigned rate = atomic_load_explicit(&sh->live.udp_rate, memory_order_relaxed);
+        unsigned burst = atomic_load_explicit(&sh->live.udp_burst, memory_order_relaxed);
 
         for (int i = 0; i < n; i++)
                 b->drop[i] = guard ? udp_guard_check(addr_port(&b->peers[i]), l->udp_own_ports,

@@ -16,9 +16,9 @@
  *
  * Timeouts cost no timer per connection: each loop keeps its connections in
  * FIFO queues, one per kind of deadline (idle, blocked on write, lingering
- * after ".", grace for a first request on stop), and since every connection
- * in a queue has the same timeout, the head of each queue is the next to
- * expire.  The loop sleeps until the earliest head.
+ * after ".", draining on stop), and since every connection in a queue has
+ * the same timeout, the head of each queue is the next to expire.  The loop
+ * sleeps until the earliest head.
  *
  * Busy connections do not hold up the others.  epoll's ready list is a
  * FIFO, and with level-triggered descriptors a connection that always has
@@ -36,19 +36,15 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "duration.h"
-#include "log.h"
-#include "server.h"
-#include "udp.h"
-#include "upcase.h"
+#include "worker.h"
 
 #define EVENTS_MAX 256
 /* Reads from the run queue per loop iteration, each up to CONN_READ_MAX
@@ -58,6 +54,7 @@
 #define RUN_BUDGET 16
 /* A loop wakes at least this often, to show the watchdog it is alive. */
 #define HEARTBEAT_USEC USEC_PER_SEC
+#define WATCHES_MAX 16
 
 enum wake_flag {
         WAKE_TIMEOUTS = 1 << 0,
@@ -69,7 +66,7 @@ enum conn_queue {
         QUEUE_IDLE,             /* waiting for input */
         QUEUE_WRITE,            /* replies pending, peer not reading */
         QUEUE_LINGER,           /* "." seen, waiting for the peer's EOF */
-        QUEUE_GRACE,            /* stopping, waiting for a first request */
+        QUEUE_DRAIN,            /* stopping: a first request, or more input, to come */
         QUEUE_RUN,              /* busy: more input waiting, served in turns */
         _QUEUE_MAX,
 };
@@ -92,23 +89,22 @@ struct loop;
 struct conn {
         struct watch watch;
         struct loop *loop;
-        struct conn *prev, *next;
+        TAILQ_ENTRY(conn) link;         /* in its queue, then in the dead list */
         enum conn_queue queue;
         uint64_t since;                 /* entered its queue, CLOCK_MONOTONIC */
         uint32_t events;                /* what epoll watches for */
         struct conn_slot *slot;
         bool closed;                    /* freed after the current batch */
         bool eof;                       /* the peer closed its side */
-        bool draining;                  /* graceful stop: finish and close */
+        bool draining;                  /* graceful stop: finish, or hand over */
+        bool handover_failed;           /* the store refused it: drained as on a plain stop */
         bool more;                      /* the last read filled the buffer */
         struct upcase up;
         uint8_t *pending;               /* unsent replies, only while the peer lags */
         size_t pending_len, pending_off;
 };
 
-struct conn_list {
-        struct conn *head, *tail;
-};
+TAILQ_HEAD(conn_list, conn);
 
 struct loop {
         struct shared *shared;
@@ -120,17 +116,20 @@ struct loop {
         atomic_uint_fast64_t heartbeat;
         atomic_bool done;
         bool running;
-        struct watch accept[CONFIG_MAX_LISTEN];
+        struct conn_admission admission;
+        struct watch accept[WATCHES_MAX];
         size_t n_accept;
-        struct watch udp_watch[CONFIG_MAX_LISTEN];
+        struct watch udp_watch[WATCHES_MAX];
         size_t n_udp;
         struct udp_batch *udp;
         struct handover *handover;      /* on stop, NULL: close connections */
-        uint64_t handover_at;           /* stopping: what is still owed then travels; 0: none */
+        uint64_t handover_warned;       /* last "failed to hand over" warning */
         struct conn_list queues[_QUEUE_MAX];
-        struct conn *dead;              /* closed during this batch */
+        struct conn_list dead;          /* closed during this batch */
         unsigned nconns;
         bool stopping;
+        uint64_t stop_at;               /* when the stop came, CLOCK_MONOTONIC */
+        bool wait_over;                 /* HANDOVER_WAIT_USEC since stop_at */
         uint64_t now;                   /* CLOCK_MONOTONIC, once per batch */
         uint64_t accept_paused_until;   /* 0: accepting */
         uint64_t accept_warned;         /* last "pausing accepts" warning */
@@ -138,7 +137,7 @@ struct loop {
         uint8_t out[UPCASE_OUT_MAX(CONN_READ_MAX)];
 };
 
-struct event_worker {
+struct worker {
         unsigned n;
         struct loop *loops[];
 };
@@ -162,9 +161,14 @@ static uint64_t queue_timeout(struct loop *l, enum conn_queue q) {
 static uint64_t queue_deadline(struct loop *l, enum conn_queue q) {
         uint64_t t = queue_timeout(l, q);
 
-        if (!l->queues[q].head || t == 0)
+        if (TAILQ_EMPTY(&l->queues[q]) || t == 0)
                 return UINT64_MAX;
-        return l->queues[q].head->since + t;
+        return TAILQ_FIRST(&l->queues[q])->since + t;
+}
+
+/* When the stop's wait for a hand-over ends (UINT64_MAX: none to come). */
+static uint64_t loop_wait_deadline(const struct loop *l) {
+        return l->stopping && l->handover && !l->wait_over ? l->stop_at + HANDOVER_WAIT_USEC : UINT64_MAX;
 }
 
 /* How long epoll_wait() may sleep: until the earliest deadline, at most a
@@ -173,12 +177,12 @@ static uint64_t queue_deadline(struct loop *l, enum conn_queue q) {
 static int loop_sleep_msec(struct loop *l) {
         uint64_t at = l->now + HEARTBEAT_USEC;
 
-        if (l->queues[QUEUE_RUN].head)
+        if (!TAILQ_EMPTY(&l->queues[QUEUE_RUN]))
                 return 0;
         if (l->accept_paused_until && l->accept_paused_until < at)
                 at = l->accept_paused_until;
-        if (l->handover_at && l->handover_at < at)
-                at = l->handover_at;
+        if (loop_wait_deadline(l) < at)
+                at = loop_wait_deadline(l);
         for (int q = 0; q < _QUEUE_MAX; q++) {
                 uint64_t d = queue_deadline(l, q);
                 if (d < at)
@@ -189,37 +193,13 @@ static int loop_sleep_msec(struct loop *l) {
         return (int) ((at - l->now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
 }
 
-static void queue_unlink(struct conn *c) {
-        struct conn_list *list = &c->loop->queues[c->queue];
+static void conn_requeue(struct conn *c, enum conn_queue q, uint64_t now) {
+        struct loop *l = c->loop;
 
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                list->head = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                list->tail = c->prev;
-        c->prev = c->next = NULL;
-}
-
-static void queue_append(struct conn *c, enum conn_queue q, uint64_t now) {
-        struct conn_list *list = &c->loop->queues[q];
-
+        TAILQ_REMOVE(&l->queues[c->queue], c, link);
         c->queue = q;
         c->since = now;
-        c->prev = list->tail;
-        c->next = NULL;
-        if (list->tail)
-                list->tail->next = c;
-        else
-                list->head = c;
-        list->tail = c;
-}
-
-static void conn_requeue(struct conn *c, enum conn_queue q, uint64_t now) {
-        queue_unlink(c);
-        queue_append(c, q, now);
+        TAILQ_INSERT_TAIL(&l->queues[q], c, link);
 }
 
 static void conn_set_events(struct conn *c, uint32_t events) {
@@ -241,42 +221,33 @@ static void loop_check_done(struct loop *l) {
 static void conn_close(struct conn *c, enum close_reason reason) {
         struct loop *l = c->loop;
 
-        atomic_store(&c->slot->close_reason, reason);
-        log_conn(c->slot, CLIENT_TCP_CLOSE, reason);
-        conn_slot_release(l->shared, c->slot);
-        queue_unlink(c);
+        conn_end(l->shared, c->slot, reason);
+        TAILQ_REMOVE(&l->queues[c->queue], c, link);
         /* Closing the descriptor also takes it out of the epoll set. */
         close(c->watch.fd);
         free(c->pending);
         c->pending = NULL;
         /* Other events of this batch may still point at it. */
         c->closed = true;
-        c->next = l->dead;
-        l->dead = c;
+        TAILQ_INSERT_TAIL(&l->dead, c, link);
         l->nconns--;
         loop_check_done(l);
 }
 
-/* Stopping for a restart: the connection goes to the file descriptor store
- * with its state instead of being closed.  Returns false (changing nothing)
- * when it cannot, and then the loop stops handing over. */
-static bool conn_hand_over(struct conn *c) {
+/* The connection goes to the file descriptor store with its state instead
+ * of being closed.  Returns false (changing nothing but its
+ * handover_failed) when the store refuses it. */
+static bool conn_store(struct conn *c) {
         struct loop *l = c->loop;
-        struct handover_conn rec = { .up = c->up };
-        int r;
+        const uint8_t *pending = c->pending ? c->pending + c->pending_off : NULL;
+        size_t pending_len = c->pending ? c->pending_len - c->pending_off : 0;
+        int r = conn_hand_over(l->handover, c->slot, c->watch.fd, &c->up, pending, pending_len);
 
-        if (!l->handover || c->up.quit || c->eof)
-                return false;
-        handover_conn_from_slot(&rec, c->slot);
-        if (c->pending) {
-                rec.pending = c->pending + c->pending_off;
-                rec.pending_len = c->pending_len - c->pending_off;
-        }
-        r = handover_store_conn(l->handover, c->watch.fd, &rec);
         if (r < 0) {
-                log_warning_errno(r, "Failed to hand over connection %" PRIu64 ", closing the rest as on a stop: %m",
-                                  rec.id);
-                l->handover = NULL;
+                if (warning_due(&l->handover_warned, l->now))
+                        log_warning_errno(r, "Failed to hand over connection %" PRIu64 ", closing it as on a "
+                                          "stop: %m", (uint64_t) atomic_load(&c->slot->id));
+                c->handover_failed = true;
                 return false;
         }
         conn_close(c, CLOSE_HANDOVER);
@@ -284,10 +255,10 @@ static bool conn_hand_over(struct conn *c) {
 }
 
 static void loop_free_dead(struct loop *l) {
-        while (l->dead) {
-                struct conn *c = l->dead;
+        struct conn *c;
 
-                l->dead = c->next;
+        while ((c = TAILQ_FIRST(&l->dead))) {
+                TAILQ_REMOVE(&l->dead, c, link);
                 free(c);
         }
 }
@@ -333,34 +304,69 @@ static void conn_finish(struct conn *c, uint64_t now) {
         conn_close(c, c->up.quit ? CLOSE_QUIT : c->eof ? CLOSE_EOF : CLOSE_SHUTDOWN);
 }
 
+/* Where a stopping connection is at (conn.h). */
+static struct drain_view conn_drain_view(struct conn *c, uint64_t now) {
+        struct loop *l = c->loop;
+
+        return (struct drain_view) {
+                .handover = l->handover && !c->handover_failed,
+                .ended = c->up.quit || c->eof,
+                .received = atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) > 0,
+                .input_waiting = conn_input_waiting(c->watch.fd),
+                .replies_pending = c->pending != NULL,
+                .grace_over = now >= l->stop_at + FIRST_REQUEST_GRACE_USEC,
+                .wait_over = l->wait_over,
+        };
+}
+
+/* Stopping: the connection's next step (drain_next()).  Input it waits
+ * for is answered a read per wake, so as not to hold up the others. */
+static void conn_drain(struct conn *c, uint64_t now) {
+        for (;;) {
+                struct drain_view v = conn_drain_view(c, now);
+
+                switch (drain_next(&v)) {
+                case DRAIN_FLUSH:
+                        conn_set_events(c, EPOLLOUT);
+                        if (c->queue != QUEUE_WRITE)
+                                conn_requeue(c, QUEUE_WRITE, now);
+                        return;
+                case DRAIN_ANSWER:
+                case DRAIN_WAIT_REQUEST:
+                        conn_set_events(c, EPOLLIN);
+                        conn_requeue(c, QUEUE_DRAIN, now);
+                        return;
+                case DRAIN_HAND_OVER:
+                        if (conn_store(c))
+                                return;
+                        break;
+                case DRAIN_CLOSE:
+                        conn_finish(c, now);
+                        return;
+                }
+        }
+}
+
 /* After replies were produced or flushed: wait for the peer to read them,
- * finish, or wait for more input. */
+ * finish, or wait for more input (its turn in the run queue when its read
+ * filled the buffer: not reported by epoll meanwhile, it does not delay
+ * what epoll reports). */
 static void conn_settle(struct conn *c, uint64_t now) {
+        if (c->draining) {
+                conn_drain(c, now);
+                return;
+        }
         if (c->pending) {
                 conn_set_events(c, EPOLLOUT);
                 if (c->queue != QUEUE_WRITE)
                         conn_requeue(c, QUEUE_WRITE, now);
                 return;
         }
-        if (c->draining && !c->up.quit && !c->eof && conn_input_waiting(c->watch.fd)) {
-                /* Stopping with more than a read of input owed: answer it
-                 * first, a read per wake so as not to hold up the others. */
-                conn_set_events(c, EPOLLIN);
-                conn_requeue(c, QUEUE_GRACE, now);
-                return;
-        }
-        /* Nothing owed any more: on a restart it goes on in the next
-         * instance. */
-        if (c->draining && conn_hand_over(c))
-                return;
-        if (c->up.quit || c->eof || c->draining) {
+        if (c->up.quit || c->eof) {
                 conn_finish(c, now);
                 return;
         }
         if (c->more) {
-                /* Its next read waits for its turn in the run queue, at the
-                 * tail: not reported by epoll meanwhile, it does not delay
-                 * what epoll reports. */
                 conn_set_events(c, 0);
                 conn_requeue(c, QUEUE_RUN, now);
                 return;
@@ -451,40 +457,32 @@ static struct conn *conn_attach(struct loop *l, int fd, struct conn_slot *slot) 
                         .loop = l,
                         .slot = slot,
                         .events = EPOLLIN,
+                        .queue = QUEUE_IDLE,
+                        .since = l->now,
                 };
                 ev.data.ptr = &c->watch;
         }
         if (!c || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
                 free(c);
-                atomic_store(&slot->close_reason, CLOSE_ERROR);
-                log_conn(slot, CLIENT_TCP_CLOSE, CLOSE_ERROR);
-                conn_slot_release(l->shared, slot);
                 close(fd);
+                conn_end(l->shared, slot, CLOSE_ERROR);
                 return NULL;
         }
         /* Replies go out as soon as input arrives, byte by byte if need be. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         upcase_init(&c->up, true);
         l->nconns++;
-        queue_append(c, QUEUE_IDLE, l->now);
+        TAILQ_INSERT_TAIL(&l->queues[QUEUE_IDLE], c, link);
         return c;
 }
 
-static void conn_new(struct loop *l, int fd, const union sockaddr_union *peer) {
-        enum reject_reason why;
-        struct conn_slot *slot = conn_slot_take(l->shared, peer, &why);
-
-        if (!slot) {
-                close(fd);
-                log_rejected(peer, why);
-                return;
-        }
-        if (conn_attach(l, fd, slot))
-                log_conn(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
+/* conn_accept() admitted a connection. */
+static void loop_start_conn(void *userdata, int fd, struct conn_slot *slot) {
+        conn_attach(userdata, fd, slot);
 }
 
 /* A connection the previous instance handed over, with its state. */
-static void conn_resume(struct loop *l, struct resumed_conn *rc) {
+static void conn_resume_here(struct loop *l, struct resumed_conn *rc) {
         struct conn *c = conn_attach(l, rc->fd, rc->slot);
 
         rc->fd = -1;
@@ -518,31 +516,13 @@ static void loop_set_accepting(struct loop *l, bool on) {
         }
 }
 
-/* Retrying at once would spin: pause, loop_run_timers() resumes. */
-static void loop_pause_accepting(struct loop *l, int err) {
-        accept_pause_warn(&l->accept_warned, l->now, err);
-        l->accept_paused_until = l->now + ACCEPT_PAUSE_USEC;
-        loop_set_accepting(l, false);
-}
-
 static void loop_on_accept(struct loop *l, int fd) {
-        for (int i = 0; i < ACCEPT_BUDGET; i++) {
-                union sockaddr_union peer;
-                socklen_t len = sizeof(peer);
-                int cfd;
+        int err = conn_accept(&l->admission, fd);
 
-                if (shared_conn_fds_full(l->shared)) {
-                        loop_pause_accepting(l, ENOSPC);
-                        return;
-                }
-                cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd >= 0) {
-                        conn_new(l, cfd, &peer);
-                        continue;
-                }
-                if (accept_error_pauses(errno))
-                        loop_pause_accepting(l, errno);
-                return;
+        if (err) {
+                /* Retrying at once would spin: loop_run_timers() resumes. */
+                l->accept_paused_until = accept_pause(&l->accept_warned, l->now, err);
+                loop_set_accepting(l, false);
         }
 }
 
@@ -558,32 +538,42 @@ static void queue_expire(struct loop *l, enum conn_queue q) {
                 [QUEUE_IDLE] = CLOSE_IDLE,
                 [QUEUE_WRITE] = CLOSE_WRITE,
                 [QUEUE_LINGER] = CLOSE_QUIT,
-                [QUEUE_GRACE] = CLOSE_SHUTDOWN,
         };
 
         while (queue_deadline(l, q) <= l->now) {
-                struct conn *c = l->queues[q].head;
+                struct conn *c = TAILQ_FIRST(&l->queues[q]);
 
-                /* No first request came: the next instance waits for it. */
-                if (q != QUEUE_GRACE || !conn_hand_over(c))
+                /* Draining: the grace for a first request is over; it is
+                 * decided again, and leaves the queue or waits anew. */
+                if (q == QUEUE_DRAIN)
+                        conn_drain(c, l->now);
+                else
                         conn_close(c, reasons[q]);
         }
 }
 
-/* HANDOVER_WAIT_USEC after the stop: what is still draining travels as it
- * is. */
+/* HANDOVER_WAIT_USEC after the stop: what is still owed travels with the
+ * connections still draining.  Since the stop, those are in the write and
+ * drain queues (lingering ones owe nothing). */
 static void loop_hand_over_rest(struct loop *l) {
-        l->handover_at = 0;
-        for (int q = 0; q < _QUEUE_MAX; q++)
-                for (struct conn *c = l->queues[q].head, *next; c; c = next) {
-                        next = c->next;
-                        if (c->draining)
-                                conn_hand_over(c);
-                }
+        struct conn *c, *next;
+        size_t n = 0;
+
+        l->wait_over = true;
+        for (c = TAILQ_FIRST(&l->queues[QUEUE_WRITE]); c; c = next) {
+                next = TAILQ_NEXT(c, link);
+                if (c->draining)
+                        conn_drain(c, l->now);
+        }
+        /* One that stays is put back at the tail: each is decided once. */
+        TAILQ_FOREACH(c, &l->queues[QUEUE_DRAIN], link)
+                n++;
+        while (n-- > 0)
+                conn_drain(TAILQ_FIRST(&l->queues[QUEUE_DRAIN]), l->now);
 }
 
 static void loop_run_timers(struct loop *l) {
-        if (l->handover_at && l->handover_at <= l->now)
+        if (loop_wait_deadline(l) <= l->now)
                 loop_hand_over_rest(l);
         for (int q = 0; q < _QUEUE_MAX; q++)
                 queue_expire(l, q);
@@ -596,35 +586,27 @@ static void loop_run_timers(struct loop *l) {
 
 static void loop_close_all(struct loop *l, enum close_reason reason) {
         for (int q = 0; q < _QUEUE_MAX; q++)
-                while (l->queues[q].head)
-                        conn_close(l->queues[q].head, reason);
+                while (!TAILQ_EMPTY(&l->queues[q]))
+                        conn_close(TAILQ_FIRST(&l->queues[q]), reason);
 }
 
 static void loop_stop(struct loop *l) {
+        struct conn *c;
+
         l->stopping = true;
+        l->stop_at = l->now;
         loop_set_accepting(l, false);
         for (size_t i = 0; i < l->n_udp; i++)
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->udp_watch[i].fd, NULL);
 
-        /* Answer what the peers already sent, then close (or hand over).
-         * Connections waiting on their peer finish when it has read its
-         * replies. */
-        if (l->handover)
-                l->handover_at = l->now + HANDOVER_WAIT_USEC;
-        /* Busy connections have input waiting too: drained alike. */
-        while (l->queues[QUEUE_RUN].head)
-                conn_requeue(l->queues[QUEUE_RUN].head, QUEUE_IDLE, l->now);
-        while (l->queues[QUEUE_IDLE].head) {
-                struct conn *c = l->queues[QUEUE_IDLE].head;
-
+        /* Every connection drains (conn_drain()); those waiting on their
+         * peer go on when it has read its replies. */
+        TAILQ_FOREACH(c, &l->queues[QUEUE_WRITE], link)
                 c->draining = true;
-                if (atomic_load_explicit(&c->slot->bytes_in, memory_order_relaxed) == 0)
-                        conn_requeue(c, QUEUE_GRACE, l->now);
-                else if (conn_read(c, l->now))
-                        conn_settle(c, l->now);
+        while ((c = TAILQ_FIRST(&l->queues[QUEUE_RUN])) || (c = TAILQ_FIRST(&l->queues[QUEUE_IDLE]))) {
+                c->draining = true;
+                conn_drain(c, l->now);
         }
-        for (struct conn *c = l->queues[QUEUE_WRITE].head; c; c = c->next)
-                c->draining = true;
         loop_check_done(l);
 }
 
@@ -675,8 +657,8 @@ static void loop_dispatch(struct loop *l, struct watch *w) {
 /* The busy connections' turns: a read each, RUN_BUDGET at most, those that
  * stay busy going back to the tail. */
 static void loop_run_queue(struct loop *l) {
-        for (int i = 0; i < RUN_BUDGET && l->running && l->queues[QUEUE_RUN].head; i++)
-                conn_on_io(l->queues[QUEUE_RUN].head);
+        for (int i = 0; i < RUN_BUDGET && l->running && !TAILQ_EMPTY(&l->queues[QUEUE_RUN]); i++)
+                conn_on_io(TAILQ_FIRST(&l->queues[QUEUE_RUN]));
 }
 
 static void *loop_run(void *userdata) {
@@ -723,17 +705,19 @@ static void loop_free(struct loop *l) {
         free(l);
 }
 
-static int loop_add_watches(struct loop *l, const struct listeners *ls) {
+static int loop_add_watches(struct loop *l, const struct worker_env *env) {
         int r;
 
-        for (size_t i = 0; i < ls->n_tcp; i++) {
-                r = loop_watch(l, &l->accept[l->n_accept], WATCH_ACCEPT, ls->tcp[i]);
+        if (env->n_tcp > WATCHES_MAX || env->n_udp > WATCHES_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < env->n_tcp; i++) {
+                r = loop_watch(l, &l->accept[l->n_accept], WATCH_ACCEPT, env->tcp[i]);
                 if (r < 0)
                         return r;
                 l->n_accept++;
         }
-        for (size_t i = 0; i < ls->n_udp; i++) {
-                r = loop_watch(l, &l->udp_watch[l->n_udp], WATCH_UDP, ls->udp[i]);
+        for (size_t i = 0; i < env->n_udp; i++) {
+                r = loop_watch(l, &l->udp_watch[l->n_udp], WATCH_UDP, env->udp[i]);
                 if (r < 0)
                         return r;
                 l->n_udp++;
@@ -741,16 +725,20 @@ static int loop_add_watches(struct loop *l, const struct listeners *ls) {
         return loop_watch(l, &l->wake, WATCH_WAKE, l->wake.fd);
 }
 
-static int loop_new(struct server *s, struct loop **ret) {
+static int loop_new(const struct worker_env *env, struct loop **ret) {
         struct loop *l = calloc(1, sizeof(*l));
         int r;
 
         if (!l)
                 return -ENOMEM;
         l->epfd = l->wake.fd = -1;
-        l->shared = s->shared;
+        l->shared = env->shared;
         l->running = true;
         l->now = now_usec_monotonic();
+        for (int q = 0; q < _QUEUE_MAX; q++)
+                TAILQ_INIT(&l->queues[q]);
+        TAILQ_INIT(&l->dead);
+        l->admission = (struct conn_admission) { .shared = env->shared, .start = loop_start_conn, .userdata = l };
         atomic_store(&l->heartbeat, l->now);
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         l->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -758,11 +746,11 @@ static int loop_new(struct server *s, struct loop **ret) {
                 r = -errno;
                 goto fail;
         }
-        l->handover = s->handover.enabled ? &s->handover : NULL;
-        r = udp_batch_new(s->shared, &l->udp);
+        l->handover = env->handover;
+        r = udp_batch_new(env->shared, &l->udp);
         if (r < 0)
                 goto fail;
-        r = loop_add_watches(l, &s->listeners);
+        r = loop_add_watches(l, env);
         if (r < 0)
                 goto fail;
         *ret = l;
@@ -772,22 +760,22 @@ fail:
         return r;
 }
 
-static int event_start(struct server *s) {
-        unsigned n = s->config.threads;
-        struct event_worker *w = calloc(1, sizeof(*w) + n * sizeof(w->loops[0]));
+static int event_start(const struct worker_env *env, struct worker **ret) {
+        unsigned n = env->threads;
+        struct worker *w = calloc(1, sizeof(*w) + n * sizeof(w->loops[0]));
         int r;
 
         if (!w)
                 return -ENOMEM;
-        s->worker = w;
+        *ret = w;
         for (w->n = 0; w->n < n; w->n++) {
-                r = loop_new(s, &w->loops[w->n]);
+                r = loop_new(env, &w->loops[w->n]);
                 if (r < 0)
                         return r;
         }
         /* Before the loops run, so that no locking is needed. */
-        for (size_t i = 0; i < s->n_resumed; i++)
-                conn_resume(w->loops[i % n], &s->resumed[i]);
+        for (size_t i = 0; i < env->n_resumed; i++)
+                conn_resume_here(w->loops[i % n], &env->resumed[i]);
         for (unsigned i = 0; i < n; i++) {
                 r = -pthread_create(&w->loops[i]->thread, NULL, loop_run, w->loops[i]);
                 if (r < 0)
@@ -797,36 +785,29 @@ static int event_start(struct server *s) {
         return 0;
 }
 
-static void event_wake_all(struct server *s, unsigned flag) {
-        struct event_worker *w = s->worker;
-
-        for (unsigned i = 0; w && i < w->n; i++)
+static void event_wake_all(struct worker *w, unsigned flag) {
+        for (unsigned i = 0; i < w->n; i++)
                 loop_wake(w->loops[i], flag);
 }
 
-static void event_timeouts_changed(struct server *s) {
-        event_wake_all(s, WAKE_TIMEOUTS);
+static void event_timeouts_changed(struct worker *w) {
+        event_wake_all(w, WAKE_TIMEOUTS);
 }
 
-static void event_stop(struct server *s) {
-        event_wake_all(s, WAKE_STOP);
+static void event_stop(struct worker *w) {
+        event_wake_all(w, WAKE_STOP);
 }
 
-static bool event_drained(struct server *s) {
-        struct event_worker *w = s->worker;
-
+static bool event_drained(struct worker *w) {
         for (unsigned i = 0; i < w->n; i++)
                 if (!atomic_load(&w->loops[i]->done))
                         return false;
         return true;
 }
 
-static bool event_finish(struct server *s) {
-        struct event_worker *w = s->worker;
+static bool event_finish(struct worker *w) {
         uint64_t deadline = now_usec_monotonic() + FINISH_WAIT_USEC;
 
-        if (!w)
-                return true;
         for (unsigned i = 0; i < w->n; i++)
                 if (w->loops[i]->thread_started && !atomic_load(&w->loops[i]->done))
                         loop_wake(w->loops[i], WAKE_ABORT);
@@ -843,13 +824,10 @@ static bool event_finish(struct server *s) {
         for (unsigned i = 0; i < w->n; i++)
                 loop_free(w->loops[i]);
         free(w);
-        s->worker = NULL;
         return true;
 }
 
-static bool event_alive(struct server *s, uint64_t now, uint64_t timeout) {
-        struct event_worker *w = s->worker;
-
+static bool event_alive(struct worker *w, uint64_t now, uint64_t timeout) {
         for (unsigned i = 0; i < w->n; i++) {
                 struct loop *l = w->loops[i];
 

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The interface between the server core and a worker model.  Adding a model
- * means one new file with one of these. */
+/* The contract between the daemon's core and a worker model: all a model
+ * file includes of the core.  A model gets its environment (struct
+ * worker_env: the sockets to serve, the shared area, the hand-over store,
+ * the connections handed over by the previous instance) and the lifecycle
+ * of a connection (conn.h); it moves the bytes.  Adding a model is one new
+ * file with one struct worker_ops. */
 
 #include <errno.h>
 #include <pthread.h>
@@ -11,56 +15,16 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include <systemd/sd-event.h>
+
+#include "conn.h"
 #include "duration.h"
 #include "log.h"
+#include "udp.h"
 
-/* Policy every model applies the same way. */
-#define CONN_READ_MAX (16 * 1024)                       /* bytes per read */
-#define ACCEPT_BUDGET 16                                /* accepts per wake-up */
-/* accept() out of descriptors or memory: retrying at once would spin. */
-#define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
-/* ...and a shortage may last: warn once in this long. */
-#define ACCEPT_WARN_USEC (10 * USEC_PER_SEC)
-/* After ".", wait this long for the peer's EOF before closing, so that
- * closing with unread input does not reset the connection and destroy the
- * replies still in flight. */
-#define LINGER_USEC (2 * USEC_PER_SEC)
-/* On stop, a connection that has sent nothing yet may have its first
- * request in flight: it gets this long to arrive. */
-#define FIRST_REQUEST_GRACE_USEC USEC_PER_SEC
-/* A stop for a restart (handover.h) drains like any stop, for this long at
- * most: what is still owed then (replies the peer has not read, input still
- * coming) goes with the connection rather than holding up the restart. */
-#define HANDOVER_WAIT_USEC USEC_PER_SEC
 /* After the shutdown timeout, finish() waits this long for the workers to
  * end, then gives up on them (see finish()). */
 #define FINISH_WAIT_USEC USEC_PER_SEC
-
-/* Whether the "pausing accepts" warning is due; updates *last_warned. */
-static inline bool accept_warning_due(uint64_t *last_warned, uint64_t now) {
-        if (*last_warned != 0 && now < *last_warned + ACCEPT_WARN_USEC)
-                return false;
-        *last_warned = now;
-        return true;
-}
-
-/* Whether accept() failed for want of descriptors or memory: retrying at
- * once would spin, accepting pauses instead. */
-static inline bool accept_error_pauses(int err) {
-        return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
-/* The warning when accepting pauses, at most every ACCEPT_WARN_USEC: err is
- * accept()'s errno, or ENOSPC when the connections hold every descriptor
- * the budget leaves them (fdbudget.h). */
-static inline void accept_pause_warn(uint64_t *last_warned, uint64_t now, int err) {
-        if (!accept_warning_due(last_warned, now))
-                return;
-        if (err == ENOSPC)
-                log_warning("The connections hold all the descriptors the limit leaves them, pausing accepts");
-        else
-                log_warning_errno(err, "Failed to accept a connection, pausing accepts: %m");
-}
 
 /* Whether a connection has input that was not read yet.  On stop it is
  * owed replies too (the peer sent it before), and closing with it unread
@@ -81,32 +45,56 @@ static inline bool worker_join_until(pthread_t thread, uint64_t deadline) {
         return pthread_timedjoin_np(thread, NULL, &until) == 0;
 }
 
-struct server;
+/* A connection the previous instance handed over (handover.h), admitted
+ * (conn_resume()) and given to the model's start(). */
+struct resumed_conn {
+        int fd;                           /* -1 once a model took it */
+        struct conn_slot *slot;
+        struct upcase up;
+        const uint8_t *pending;           /* replies owed; valid during start() only */
+        size_t pending_len;
+};
+
+/* What a model serves, and with what. */
+struct worker_env {
+        const int *tcp;                   /* listening sockets, owned by the core */
+        size_t n_tcp;
+        const int *udp;                   /* UDP sockets, owned by the core */
+        size_t n_udp;
+        struct shared *shared;            /* counters, connection slots, live settings, stop flags */
+        struct handover *handover;        /* where connections go on stop; NULL: they close */
+        struct resumed_conn *resumed;     /* start() takes each, setting its fd to -1 */
+        size_t n_resumed;
+        sd_event *event;                  /* the main loop: signals, control; thread and process models accept here */
+        unsigned threads;                 /* -t: event loops (event), UDP threads per socket (thread) */
+};
+
+struct worker;                            /* a model's own state */
 
 struct worker_ops {
         const char *name;
         /* The daemon itself holds a descriptor per connection (not the
          * process model's, whose children hold them): fdbudget.h. */
         bool holds_connections;
-        /* Sets the model up on s->listeners and starts serving. */
-        int (*start)(struct server *s);
+        /* Sets the model up on env and starts serving. */
+        int (*start)(const struct worker_env *env, struct worker **ret);
         /* The live timeouts changed: apply them to existing connections. */
-        void (*timeouts_changed)(struct server *s);
-        /* Graceful stop: stop accepting and reading datagrams, deliver the
-         * replies owed on each connection, then close it. */
-        void (*stop)(struct server *s);
+        void (*timeouts_changed)(struct worker *w);
+        /* Graceful stop: stop accepting and reading datagrams, drain each
+         * connection (drain_next()), then close it or hand it over. */
+        void (*stop)(struct worker *w);
         /* True once stop() has finished with every connection. */
-        bool (*drained)(struct server *s);
+        bool (*drained)(struct worker *w);
         /* Ends everything still open (the shutdown timeout expired, or
-         * after drained()) and frees the model's resources.  A worker still
-         * busy after FINISH_WAIT_USEC (a close entry waiting on a slow
-         * journal, say) may still use them and the shared area: then it
-         * frees nothing and returns false, and the daemon exits without
-         * tearing anything down. */
-        bool (*finish)(struct server *s);
+         * after drained()) and frees the model.  A worker still busy after
+         * FINISH_WAIT_USEC (a close entry waiting on a slow journal, say)
+         * may still use it and the shared area: then it frees nothing and
+         * returns false, and the daemon exits without tearing anything
+         * down. */
+        bool (*finish)(struct worker *w);
         /* For the watchdog: true if every loop or thread of the model has
          * shown life within the last timeout_usec. */
-        bool (*alive)(struct server *s, uint64_t now_usec, uint64_t timeout_usec);
+        bool (*alive)(struct worker *w, uint64_t now_usec, uint64_t timeout_usec);
 };
 
 extern const struct worker_ops worker_event_ops;

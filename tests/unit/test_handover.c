@@ -389,7 +389,7 @@ START_TEST(test_slot_resume) {
         struct conn_slot *a, *b;
 
         ck_assert_int_eq(shared_new(4, &sh), 0);
-        atomic_store(&sh->max_connections, 2);
+        atomic_store(&sh->live.max_connections, 2);
         a = conn_slot_resume(sh, 500, &peer, 11, 22, 33, 44, NULL);
         ck_assert_ptr_nonnull(a);
         ck_assert_uint_eq(atomic_load(&a->id), 500);

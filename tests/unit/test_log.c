@@ -193,7 +193,9 @@ END_TEST
  * client entry: a flood cannot flood the log. */
 START_TEST(test_drops_rate_limited) {
         struct client_event drop = event(CLIENT_UDP_DROPPED, AF_INET, "192.0.2.7");
-        union sockaddr_union p = peer(AF_INET, "192.0.2.8", 5);
+        struct client_event refused = {
+                .kind = CLIENT_TCP_REJECTED, .peer = peer(AF_INET, "192.0.2.8", 5), .reject = REJECT_PER_SOURCE,
+        };
         struct capture c;
         char *out;
 
@@ -202,7 +204,7 @@ START_TEST(test_drops_rate_limited) {
         capture_start(&c);
         for (int i = 0; i < 50; i++) {
                 log_client(&drop);
-                log_rejected(&p, REJECT_PER_SOURCE);
+                log_client(&refused);
         }
         log_flush_suppressed();
         out = capture_end(&c);

@@ -35,7 +35,7 @@ static struct shared *shared_with(uint32_t nslots, unsigned max) {
         struct shared *sh = NULL;
 
         ck_assert_int_eq(shared_new(nslots, &sh), 0);
-        atomic_store(&sh->max_connections, max);
+        atomic_store(&sh->live.max_connections, max);
         return sh;
 }
 
@@ -76,7 +76,7 @@ START_TEST(test_max_connections) {
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), 1);
 
         /* The limit is live. */
-        atomic_store(&sh->max_connections, 3);
+        atomic_store(&sh->live.max_connections, 3);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &p, NULL));
         ck_assert_ptr_null(conn_slot_take(sh, &p, NULL));
         conn_slot_release(sh, a);
@@ -107,7 +107,7 @@ START_TEST(test_per_source_limit) {
         union sockaddr_union mapped = peer_v6("::ffff:192.0.2.7", 3);
         struct conn_slot *first;
 
-        atomic_store(&sh->tcp_per_source, 2);
+        atomic_store(&sh->live.tcp_per_source, 2);
         first = conn_slot_take(sh, &a1, NULL);
         ck_assert_ptr_nonnull(first);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &a2, NULL));
@@ -126,10 +126,10 @@ START_TEST(test_per_source_limit) {
         ck_assert_uint_eq(count_of(sh, &a1), 2);
 
         /* Live: raised, then off. */
-        atomic_store(&sh->tcp_per_source, 3);
+        atomic_store(&sh->live.tcp_per_source, 3);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &a1, NULL));
         assert_refused(sh, &a1, REJECT_PER_SOURCE);
-        atomic_store(&sh->tcp_per_source, 0);
+        atomic_store(&sh->live.tcp_per_source, 0);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &a1, NULL));
         ck_assert_uint_eq(count_of(sh, &a1), 4);
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_accepted), 6);
@@ -144,7 +144,7 @@ START_TEST(test_per_source_ipv6_prefix) {
         union sockaddr_union x1 = peer_v6("2001:db8:0:7::1", 1), x2 = peer_v6("2001:db8:0:7:ffff::2", 1);
         union sockaddr_union other = peer_v6("2001:db8:0:8::1", 1);
 
-        atomic_store(&sh->tcp_per_source, 1);
+        atomic_store(&sh->live.tcp_per_source, 1);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &x1, NULL));
         assert_refused(sh, &x2, REJECT_PER_SOURCE);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &other, NULL));
@@ -168,7 +168,7 @@ START_TEST(test_per_source_exempt) {
         union sockaddr_union lo6 = peer_v6("::1", 1), other = peer_v4("192.0.2.7", 1);
         struct conn_slot *held[4];
 
-        atomic_store(&sh->tcp_per_source, 1);
+        atomic_store(&sh->live.tcp_per_source, 1);
         shared_set_exempt(sh, exempt, 2);
         for (int i = 0; i < 3; i++)
                 held[i] = conn_slot_take(sh, i == 1 ? &lo_mapped : &lo, NULL);
@@ -179,7 +179,7 @@ START_TEST(test_per_source_exempt) {
         ck_assert_ptr_nonnull(conn_slot_take(sh, &lo6, NULL));
         ck_assert_ptr_nonnull(conn_slot_take(sh, &other, NULL));
         assert_refused(sh, &other, REJECT_CONNECTIONS); /* the global limit holds */
-        atomic_store(&sh->max_connections, 16);
+        atomic_store(&sh->live.max_connections, 16);
         assert_refused(sh, &other, REJECT_PER_SOURCE);  /* the source is not exempt */
 
         /* No source exempt any more: loopback is over its limit now. */
@@ -201,7 +201,7 @@ START_TEST(test_per_source_global_first) {
         union sockaddr_union a = peer_v4("192.0.2.7", 1), b = peer_v4("192.0.2.8", 1);
         struct conn_slot *slot;
 
-        atomic_store(&sh->tcp_per_source, 1);
+        atomic_store(&sh->live.tcp_per_source, 1);
         slot = conn_slot_take(sh, &a, NULL);
         ck_assert_ptr_nonnull(slot);
         ck_assert_ptr_nonnull(conn_slot_take(sh, &b, NULL));
@@ -220,7 +220,7 @@ START_TEST(test_per_source_all_distinct) {
         struct shared *sh = shared_with(N, N);
         struct conn_slot *slots[N];
 
-        atomic_store(&sh->tcp_per_source, 1);
+        atomic_store(&sh->live.tcp_per_source, 1);
         for (int i = 0; i < N; i++) {
                 char ip[32];
                 union sockaddr_union p;
@@ -280,7 +280,7 @@ START_TEST(test_shared_across_fork) {
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
                 conn_slot_traffic(sh, a, 42, 43, 1);
-                atomic_store(&sh->timeout_usec[TIMEOUT_IDLE], 5);
+                atomic_store(&sh->live.timeout_usec[TIMEOUT_IDLE], 5);
                 _exit(0);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);

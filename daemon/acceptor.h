@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Accepting on the main loop, for the models whose workers block (thread,
+ * process): one sd-event source per listening socket, each wake-up a
+ * conn_accept() batch, and the pause it asks for (out of descriptors or
+ * memory), after which the sources come back on by themselves. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "conn.h"
+
+#define ACCEPTOR_MAX 16
+
+struct acceptor {
+        struct conn_admission admission;
+        sd_event_source *src[ACCEPTOR_MAX];
+        size_t n;
+        sd_event_source *resume;
+        uint64_t warned;                /* last "pausing accepts" warning */
+        bool stopped;
+};
+
+/* Starts accepting from fds[0..n) (n <= ACCEPTOR_MAX) on e. */
+int acceptor_start(struct acceptor *a, sd_event *e, const int *fds, size_t n, const struct conn_admission *adm);
+/* No more accepting (the stop). */
+void acceptor_stop(struct acceptor *a);
+void acceptor_free(struct acceptor *a);
