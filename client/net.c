@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "errbuf.h"
 #include "fd-wait.h"
 #include "uppercase.h"
 
@@ -18,7 +19,7 @@ int session_error(struct session *s, int r, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(s->err, s->errlen, fmt, ap);
+        errbuf_vset(s->err, s->errlen, r, fmt, ap);
         va_end(ap);
         return r;
 }

@@ -18,12 +18,12 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "duration.h"
 #include "uppercase.h"
+#include "errbuf.h"
 
 static const struct option long_options[] = {
         { "udp",     no_argument,       NULL, 'u' },
@@ -58,19 +58,9 @@ void client_usage(FILE *f) {
               "See uppercase(1).\n", f);
 }
 
-__attribute__((format(printf, 3, 4)))
-static int usage_error(char *err, size_t errlen, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int set_family(struct client_options *o, int family, char *err, size_t errlen) {
         if (o->family != AF_UNSPEC && o->family != family)
-                return usage_error(err, errlen, "%s", "-4 and -6 cannot be combined");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "-4 and -6 cannot be combined");
         o->family = family;
         return 0;
 }
@@ -79,9 +69,9 @@ static int set_timeout(struct client_options *o, const char *arg, char *err, siz
         int r = client_parse_timeout(arg, &o->timeout_usec);
 
         if (r == -ERANGE)
-                return usage_error(err, errlen, "timeout '%s' is too long (at most 1 week)", arg);
+                return errbuf_set(err, errlen, -EINVAL, "timeout '%s' is too long (at most 1 week)", arg);
         if (r < 0)
-                return usage_error(err, errlen,
+                return errbuf_set(err, errlen, -EINVAL,
                                    "invalid timeout '%s' (seconds above 0: 2, 0.5, 250ms, 5s)", arg);
         return 0;
 }
@@ -92,10 +82,10 @@ static int unknown_option(char *argv[], char *err, size_t errlen) {
 
         /* For "--udp=1" getopt sets optopt to 'u': it is no short option. */
         if (is_long && optopt)
-                return usage_error(err, errlen, "option '%s' takes no argument", arg);
+                return errbuf_set(err, errlen, -EINVAL, "option '%s' takes no argument", arg);
         if (is_long)
-                return usage_error(err, errlen, "unrecognized option '%s'", arg);
-        return usage_error(err, errlen, "invalid option -- '%c'", optopt);
+                return errbuf_set(err, errlen, -EINVAL, "unrecognized option '%s'", arg);
+        return errbuf_set(err, errlen, -EINVAL, "invalid option -- '%c'", optopt);
 }
 
 static int parse_option(int c, char *argv[], struct client_options *o, char *err, size_t errlen) {
@@ -119,7 +109,7 @@ static int parse_option(int c, char *argv[], struct client_options *o, char *err
                 o->action = CLIENT_ACTION_VERSION;
                 return 0;
         case ':':
-                return usage_error(err, errlen, "option '%s' requires an argument", argv[optind - 1]);
+                return errbuf_set(err, errlen, -EINVAL, "option '%s' requires an argument", argv[optind - 1]);
         default:
                 return unknown_option(argv, err, errlen);
         }
@@ -144,14 +134,14 @@ static int set_host(struct client_options *o, const char *arg, char *err, size_t
         int r;
 
         if (client_all_digits(arg))
-                return usage_error(err, errlen,
+                return errbuf_set(err, errlen, -EINVAL,
                                    "HOST '%s' looks like a port; give the host first: localhost %s",
                                    arg, arg);
         r = client_copy_host(arg, o->host, sizeof(o->host));
         if (r == -ENAMETOOLONG)
-                return usage_error(err, errlen, "%s", "HOST is too long");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "HOST is too long");
         if (r < 0)
-                return usage_error(err, errlen, "invalid HOST '%s'", arg);
+                return errbuf_set(err, errlen, -EINVAL, "invalid HOST '%s'", arg);
         return 0;
 }
 
@@ -159,7 +149,7 @@ static int set_port(struct client_options *o, const char *arg, char *err, size_t
         uint16_t port;
 
         if (client_parse_port(arg, &port) < 0)
-                return usage_error(err, errlen, "invalid PORT '%s' (1..65535)", arg);
+                return errbuf_set(err, errlen, -EINVAL, "invalid PORT '%s' (1..65535)", arg);
         snprintf(o->port, sizeof(o->port), "%u", (unsigned) port);
         return 0;
 }

@@ -1,29 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 
 #include "control-proto.h"
 #include "duration.h"
+#include "errbuf.h"
 
 #define CONTROL_WORDS_MAX 3
 
-static const char *const command_names[_CONTROL_MAX] = {
-        [CONTROL_STATUS] = "status",
-        [CONTROL_STATS] = "stats",
-        [CONTROL_CONNECTIONS] = "connections",
-        [CONTROL_TIMEOUT] = "timeout",
-        [CONTROL_RELOAD] = "reload",
-        [CONTROL_HELP] = "help",
-};
-
-/* How many arguments each command takes, at least and at most. */
-static const struct {
-        unsigned min, max;
-} command_args[_CONTROL_MAX] = {
-        [CONTROL_TIMEOUT] = { 0, 2 },
+const struct control_command_info control_commands[_CONTROL_MAX] = {
+        [CONTROL_STATUS] = { "status", "", 0, 0,
+                             "daemon summary: version, pid, model, uptime, listeners" },
+        [CONTROL_STATS] = { "stats", "", 0, 0,
+                            "counters: connections, bytes, datagrams, timeouts" },
+        [CONTROL_CONNECTIONS] = { "connections", "", 0, 0,
+                                  "active TCP connections: id, client, age, idle, bytes" },
+        [CONTROL_TIMEOUT] = { "timeout", "[NAME [VALUE]]", 0, 2,
+                              "list, show or set a timeout (idle, write, shutdown);\n"
+                              "VALUE: seconds, or 250ms, 30s, 5m; 0 = off" },
+        [CONTROL_RELOAD] = { "reload", "", 0, 0,
+                             "re-read the configuration; fails when it is rejected" },
+        [CONTROL_HELP] = { "help", "", 0, 0, "show this help" },
 };
 
 static const char *const timeout_names[_TIMEOUT_MAX] = {
@@ -58,17 +57,7 @@ bool control_socket_path(uid_t euid, const char *runtime_dir, char *buf, size_t 
 }
 
 const char *control_command_name(enum control_command c) {
-        return c >= 0 && c < _CONTROL_MAX ? command_names[c] : NULL;
-}
-
-__attribute__((format(printf, 3, 4)))
-static int control_error(char *err, size_t errlen, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
+        return c >= 0 && c < _CONTROL_MAX ? control_commands[c].name : NULL;
 }
 
 /* Splits the line into blank-separated words, in place in buf. */
@@ -100,14 +89,14 @@ static int parse_timeout_args(char *words[], unsigned n, struct control_request 
                 return 0;
         req->timeout = timeout_from_string(words[1]);
         if (req->timeout < 0)
-                return control_error(err, errlen, "unknown timeout '%s' (idle, write, shutdown)", words[1]);
+                return errbuf_set(err, errlen, -EINVAL, "unknown timeout '%s' (idle, write, shutdown)", words[1]);
         if (n < 3)
                 return 0;
         r = duration_parse(words[2], &req->value_usec);
         if (r < 0)
                 return r == -ERANGE ?
-                        control_error(err, errlen, "timeout value '%s' is too large (at most a week)", words[2]) :
-                        control_error(err, errlen, "invalid timeout value '%s' (seconds, or 250ms, 30s, 5m; 0 = off)",
+                        errbuf_set(err, errlen, -EINVAL, "timeout value '%s' is too large (at most a week)", words[2]) :
+                        errbuf_set(err, errlen, -EINVAL, "invalid timeout value '%s' (seconds, or 250ms, 30s, 5m; 0 = off)",
                                       words[2]);
         req->set = true;
         return 0;
@@ -122,25 +111,25 @@ int control_parse(const char *line, size_t len, struct control_request *req,
         if (len > 0 && line[len - 1] == '\r')
                 len--;
         if (len > CONTROL_LINE_MAX)
-                return control_error(err, errlen, "request too long (at most %d bytes)", CONTROL_LINE_MAX);
+                return errbuf_set(err, errlen, -EINVAL, "request too long (at most %d bytes)", CONTROL_LINE_MAX);
         if (!printable(line, len))
-                return control_error(err, errlen, "%s", "request contains control characters");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "request contains control characters");
         memcpy(buf, line, len);
         buf[len] = '\0';
         if (split_words(buf, words, CONTROL_WORDS_MAX, &n) < 0)
-                return control_error(err, errlen, "%s", "too many arguments");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "too many arguments");
         if (n == 0)
-                return control_error(err, errlen, "%s", "empty request, try 'help'");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "empty request, try 'help'");
 
         *req = (struct control_request) { .timeout = -1 };
         for (c = 0; c < _CONTROL_MAX; c++)
-                if (strcmp(words[0], command_names[c]) == 0)
+                if (strcmp(words[0], control_commands[c].name) == 0)
                         break;
         if (c == _CONTROL_MAX)
-                return control_error(err, errlen, "unknown command '%s', try 'help'", words[0]);
+                return errbuf_set(err, errlen, -EINVAL, "unknown command '%s', try 'help'", words[0]);
         req->command = c;
-        if (n - 1 < command_args[c].min || n - 1 > command_args[c].max)
-                return control_error(err, errlen, "wrong number of arguments for '%s', try 'help'",
+        if (n - 1 < control_commands[c].min_args || n - 1 > control_commands[c].max_args)
+                return errbuf_set(err, errlen, -EINVAL, "wrong number of arguments for '%s', try 'help'",
                                      words[0]);
         if (c == CONTROL_TIMEOUT)
                 return parse_timeout_args(words, n, req, err, errlen);

@@ -56,6 +56,17 @@ enum control_command {
         _CONTROL_MAX,
 };
 
+/* The commands, one table for the daemon (the parser, "help") and for
+ * uppercasectl (its command line, its help). */
+struct control_command_info {
+        const char *name;
+        const char *args;               /* the arguments' usage: "[NAME [VALUE]]", or "" */
+        unsigned min_args, max_args;
+        const char *help;               /* lines separated by "\n" */
+};
+
+extern const struct control_command_info control_commands[_CONTROL_MAX];
+
 struct control_request {
         enum control_command command;
         int timeout;                  /* CONTROL_TIMEOUT: TIMEOUT_*, or -1 for all */

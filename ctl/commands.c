@@ -6,33 +6,22 @@
 #include "ctl.h"
 
 const struct ctl_command ctl_commands[] = {
-        { "status", "", 0, 0, false,
-          { ctl_human_status, ctl_json_fields, NULL },
-          "daemon summary: version, pid, model, uptime, listeners" },
-        { "stats", "", 0, 0, false,
-          { ctl_human_stats, ctl_json_fields, ctl_prometheus_stats },
-          "counters: connections, bytes, datagrams, timeouts" },
-        { "connections", "", 0, 0, false,
-          { ctl_human_connections, ctl_json_connections, NULL },
-          "active TCP connections: id, client, age, idle, bytes" },
-        { "timeout", "[NAME [VALUE]]", 0, 2, false,
-          { ctl_human_timeout, ctl_json_fields, NULL },
-          "list, show or set a timeout (idle, write, shutdown);\n"
-          "VALUE: seconds, or 250ms, 30s, 5m; 0 = off" },
-        { "reload", "", 0, 0, false,
-          { ctl_human_reload, ctl_json_reload, NULL },
-          "re-read the configuration; fails when it is rejected" },
-        { "help", "", 0, 0, true,
-          { ctl_usage, ctl_usage, NULL },
-          "show this help" },
+        { &control_commands[CONTROL_STATUS], false, { ctl_human_status, ctl_json_fields, NULL } },
+        { &control_commands[CONTROL_STATS], false,
+          { ctl_human_stats, ctl_json_fields, ctl_prometheus_stats } },
+        { &control_commands[CONTROL_CONNECTIONS], false, { ctl_human_connections, ctl_json_connections, NULL } },
+        { &control_commands[CONTROL_TIMEOUT], false, { ctl_human_timeout, ctl_json_fields, NULL } },
+        { &control_commands[CONTROL_RELOAD], false, { ctl_human_reload, ctl_json_reload, NULL } },
+        { &control_commands[CONTROL_HELP], true, { ctl_usage, ctl_usage, NULL } },
 };
+_Static_assert(sizeof(ctl_commands) / sizeof(ctl_commands[0]) == _CONTROL_MAX, "every command of the protocol");
 const size_t ctl_n_commands = sizeof(ctl_commands) / sizeof(ctl_commands[0]);
 
 size_t ctl_command_match(const char *word, const struct ctl_command **found, size_t max) {
         size_t n = 0, len = strlen(word);
 
         for (size_t i = 0; i < ctl_n_commands; i++)
-                if (strcmp(ctl_commands[i].name, word) == 0) {
+                if (strcmp(ctl_commands[i].info->name, word) == 0) {
                         if (max > 0)
                                 found[0] = &ctl_commands[i];
                         return 1;
@@ -40,7 +29,7 @@ size_t ctl_command_match(const char *word, const struct ctl_command **found, siz
         if (len == 0)
                 return 0;
         for (size_t i = 0; i < ctl_n_commands; i++)
-                if (strncmp(ctl_commands[i].name, word, len) == 0) {
+                if (strncmp(ctl_commands[i].info->name, word, len) == 0) {
                         if (n < max)
                                 found[n] = &ctl_commands[i];
                         n++;
@@ -60,7 +49,7 @@ int ctl_command_find(const char *word, const struct ctl_command **ret) {
         return 0;
 }
 
-static void usage_command(const struct ctl_command *c, struct textbuf *out) {
+static void usage_command(const struct control_command_info *c, struct textbuf *out) {
         char head[64];
         const char *help = c->help;
 
@@ -81,7 +70,7 @@ int ctl_usage(const struct ctl_reply *unused, struct textbuf *out) {
                        "\n"
                        "Commands (any unambiguous prefix will do):\n");
         for (size_t i = 0; i < ctl_n_commands; i++)
-                usage_command(&ctl_commands[i], out);
+                usage_command(ctl_commands[i].info, out);
         textbuf_printf(out,
                        "\n"
                        "Options:\n"

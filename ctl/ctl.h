@@ -21,13 +21,12 @@ enum {
 
 #define CTL_ERR_MAX 512
 
+/* A command of the protocol's table (control-proto.h), and how
+ * uppercasectl prints its reply. */
 struct ctl_command {
-        const char *name;
-        const char *args;               /* for the usage: "[NAME [VALUE]]" */
-        unsigned min_args, max_args;
+        const struct control_command_info *info;
         bool local;                     /* answered without the daemon */
         ctl_printer print[_CTL_FORMAT_MAX];     /* NULL: format not offered */
-        const char *help;
 };
 
 extern const struct ctl_command ctl_commands[];

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "errbuf.h"
 
 enum {
         ARG_PROMETHEUS = 0x100,
@@ -20,27 +20,17 @@ static const struct option long_options[] = {
         {}
 };
 
-__attribute__((format(printf, 3, 4)))
-static int usage_error(char *err, size_t errlen, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int set_format(struct ctl_options *o, enum ctl_format f, char *err, size_t errlen) {
         if (o->format != CTL_HUMAN && o->format != f)
-                return usage_error(err, errlen, "%s", "--json and --prometheus cannot be combined");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "--json and --prometheus cannot be combined");
         o->format = f;
         return 0;
 }
 
 static int unknown_option(char *argv[], char *err, size_t errlen) {
         if (optopt)
-                return usage_error(err, errlen, "invalid option -- '%c'", optopt);
-        return usage_error(err, errlen, "unrecognized option '%s'", argv[optind - 1]);
+                return errbuf_set(err, errlen, -EINVAL, "invalid option -- '%c'", optopt);
+        return errbuf_set(err, errlen, -EINVAL, "unrecognized option '%s'", argv[optind - 1]);
 }
 
 static int parse_options(int argc, char *argv[], struct ctl_options *o, char *err, size_t errlen) {
@@ -53,7 +43,7 @@ static int parse_options(int argc, char *argv[], struct ctl_options *o, char *er
                 switch (c) {
                 case 's':
                         if (!optarg[0])
-                                return usage_error(err, errlen, "%s", "empty socket path");
+                                return errbuf_set(err, errlen, -EINVAL, "%s", "empty socket path");
                         o->socket = optarg;
                         break;
                 case 'j':
@@ -73,7 +63,7 @@ static int parse_options(int argc, char *argv[], struct ctl_options *o, char *er
                         o->action = CTL_ACTION_VERSION;
                         break;
                 case ':':
-                        return usage_error(err, errlen, "option '%s' requires an argument", argv[optind - 1]);
+                        return errbuf_set(err, errlen, -EINVAL, "option '%s' requires an argument", argv[optind - 1]);
                 default:
                         return unknown_option(argv, err, errlen);
                 }
@@ -91,35 +81,35 @@ static int find_command(const char *word, const struct ctl_command **ret, char *
                 return 0;
         }
         if (n == 0)
-                return usage_error(err, errlen, "unknown command '%s'", word);
+                return errbuf_set(err, errlen, -EINVAL, "unknown command '%s'", word);
         for (size_t i = 0; i < n && i < 16; i++)
                 snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-                         i > 0 ? ", " : "", found[i]->name);
-        return usage_error(err, errlen, "ambiguous command '%s': %s", word, names);
+                         i > 0 ? ", " : "", found[i]->info->name);
+        return errbuf_set(err, errlen, -EINVAL, "ambiguous command '%s': %s", word, names);
 }
 
 static int check_arg_count(const struct ctl_command *c, int n, char *err, size_t errlen) {
-        if (n >= 0 && (unsigned) n >= c->min_args && (unsigned) n <= c->max_args)
+        if (n >= 0 && (unsigned) n >= c->info->min_args && (unsigned) n <= c->info->max_args)
                 return 0;
-        if (c->max_args == 0)
-                return usage_error(err, errlen, "'%s' takes no arguments", c->name);
-        if ((unsigned) n > c->max_args)
-                return usage_error(err, errlen, "'%s' takes at most %u arguments", c->name, c->max_args);
-        return usage_error(err, errlen, "'%s' needs at least %u arguments", c->name, c->min_args);
+        if (c->info->max_args == 0)
+                return errbuf_set(err, errlen, -EINVAL, "'%s' takes no arguments", c->info->name);
+        if ((unsigned) n > c->info->max_args)
+                return errbuf_set(err, errlen, -EINVAL, "'%s' takes at most %u arguments", c->info->name, c->info->max_args);
+        return errbuf_set(err, errlen, -EINVAL, "'%s' needs at least %u arguments", c->info->name, c->info->min_args);
 }
 
 /* Joins the command's full name and args into the request line.  An
  * argument with a blank in it would silently turn into two words. */
 static int build_request(struct ctl_options *o, char *args[], int n, char *err, size_t errlen) {
         char line[CONTROL_LINE_MAX + 2];
-        size_t len = strlen(o->command->name);
+        size_t len = strlen(o->command->info->name);
 
-        memcpy(line, o->command->name, len + 1);
+        memcpy(line, o->command->info->name, len + 1);
         for (int i = 0; i < n; i++) {
                 if (args[i][0] == '\0' || strpbrk(args[i], " \t"))
-                        return usage_error(err, errlen, "invalid argument '%s'", args[i]);
+                        return errbuf_set(err, errlen, -EINVAL, "invalid argument '%s'", args[i]);
                 if (len + 1 + strlen(args[i]) > CONTROL_LINE_MAX)
-                        return usage_error(err, errlen, "request too long (at most %d bytes)",
+                        return errbuf_set(err, errlen, -EINVAL, "request too long (at most %d bytes)",
                                            CONTROL_LINE_MAX);
                 line[len++] = ' ';
                 memcpy(line + len, args[i], strlen(args[i]) + 1);
@@ -145,12 +135,12 @@ int ctl_parse_argv(int argc, char *argv[], struct ctl_options *o, char *err, siz
         if (r < 0 || o->action != CTL_ACTION_RUN)
                 return r;
         if (optind >= argc)
-                return usage_error(err, errlen, "%s", "missing command");
+                return errbuf_set(err, errlen, -EINVAL, "%s", "missing command");
         r = find_command(argv[optind], &o->command, err, errlen);
         if (r < 0)
                 return r;
         if (!o->command->print[o->format])
-                return usage_error(err, errlen, "'%s' has no %s output", o->command->name,
+                return errbuf_set(err, errlen, -EINVAL, "'%s' has no %s output", o->command->info->name,
                                    o->format == CTL_JSON ? "JSON" : "Prometheus");
         r = check_arg_count(o->command, argc - optind - 1, err, errlen);
         if (r < 0)

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "control-proto.h"
 #include "duration.h"
+#include "errbuf.h"
 
 #define DEFAULT_PORT 12000
 #define SUN_PATH_SIZE sizeof(((struct config *) NULL)->control_path)
@@ -532,15 +533,6 @@ static int parse_root(struct parse_ctx *ctx, const config_setting_t *root) {
 
 /* ---- loading ---------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static void format_error(char *err, size_t errlen, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
 /* Opens path for libconfig.  A directory is refused here because flex's
  * reader calls exit() when read() fails with EISDIR. */
 static int open_config(const char *path, FILE **ret) {
@@ -572,9 +564,8 @@ static int read_config(config_t *cfg, FILE *f, const char *path, char *err, size
         /* Errors in the stream itself carry no file name, only errors in an
          * @include'd file do. */
         file = config_error_file(cfg);
-        format_error(err, errlen, "%s:%d: %s", file ? file : path,
+        return errbuf_set(err, errlen, -EINVAL, "%s:%d: %s", file ? file : path,
                      config_error_line(cfg), config_error_text(cfg));
-        return -EINVAL;
 }
 
 int config_load(const char *path, struct config *c, char *err, size_t errlen) {
@@ -591,7 +582,7 @@ int config_load(const char *path, struct config *c, char *err, size_t errlen) {
 
         r = open_config(path, &f);
         if (r < 0) {
-                format_error(err, errlen, "%s: %s", path, strerror(-r));
+                errbuf_set(err, errlen, -EINVAL, "%s: %s", path, strerror(-r));
                 return r;
         }
 
@@ -623,9 +614,8 @@ static int validate_range(const struct config *c, const struct setting_def *d, c
                 return 0;
 
         if (v < d->min || v > d->max) {
-                format_error(err, errlen, "%s.%s is %lld, expected %lld..%lld",
+                return errbuf_set(err, errlen, -EINVAL, "%s.%s is %lld, expected %lld..%lld",
                              d->group, d->name, v, d->min, d->max);
-                return -EINVAL;
         }
         return 0;
 }
@@ -640,27 +630,22 @@ int config_validate(const struct config *c, char *err, size_t errlen) {
         }
 
         if (c->n_tcp == 0 && c->n_udp == 0) {
-                format_error(err, errlen, "nothing to listen on: listen.tcp and listen.udp are both empty");
-                return -EINVAL;
+                return errbuf_set(err, errlen, -EINVAL, "nothing to listen on: listen.tcp and listen.udp are both empty");
         }
         if (c->n_tcp > CONFIG_MAX_LISTEN || c->n_udp > CONFIG_MAX_LISTEN) {
-                format_error(err, errlen, "too many listen addresses, at most %d per protocol",
+                return errbuf_set(err, errlen, -EINVAL, "too many listen addresses, at most %d per protocol",
                              CONFIG_MAX_LISTEN);
-                return -EINVAL;
         }
         if (!model_to_string(c->model)) {
-                format_error(err, errlen, "invalid worker model %d", (int) c->model);
-                return -EINVAL;
+                return errbuf_set(err, errlen, -EINVAL, "invalid worker model %d", (int) c->model);
         }
         if (c->control_path[0] != '/') {
-                format_error(err, errlen, "control socket path \"%.*s\" is not absolute",
+                return errbuf_set(err, errlen, -EINVAL, "control socket path \"%.*s\" is not absolute",
                              (int) len, c->control_path);
-                return -EINVAL;
         }
         if (len >= sizeof(c->control_path)) {
-                format_error(err, errlen, "control socket path is too long (at most %zu bytes)",
+                return errbuf_set(err, errlen, -EINVAL, "control socket path is too long (at most %zu bytes)",
                              sizeof(c->control_path) - 1);
-                return -EINVAL;
         }
         return 0;
 }

@@ -203,13 +203,19 @@ static bool cmd_reload(const struct control_daemon *d, uid_t uid, pid_t pid, cha
         return d->reload(d->userdata, err, errlen) >= 0;
 }
 
+/* "help timeout [NAME [VALUE]]  list, show or set ...", from the table
+ * uppercasectl has too (control-proto.h). */
 static void cmd_help(struct textbuf *out) {
-        textbuf_printf(out,
-                      "help status               daemon summary\n"
-                      "help stats                counters\n"
-                      "help connections          active TCP connections\n"
-                      "help timeout [NAME [VALUE]] list, show or set idle, write, shutdown\n"
-                      "help reload               re-read the configuration\n");
+        for (int c = 0; c < _CONTROL_MAX; c++) {
+                const struct control_command_info *i = &control_commands[c];
+                char usage[64];
+
+                snprintf(usage, sizeof(usage), "%s%s%s", i->name, i->args[0] ? " " : "", i->args);
+                textbuf_printf(out, "help %-26s ", usage);
+                for (const char *h = i->help; *h; h++)
+                        textbuf_append(out, *h == '\n' ? " " : h, 1);
+                textbuf_append(out, "\n", 1);
+        }
 }
 
 void control_continue(const struct control_daemon *d, struct control_cursor *cursor, struct textbuf *out) {

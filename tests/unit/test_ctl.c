@@ -139,7 +139,7 @@ START_TEST(test_command_lookup) {
                 ck_assert_msg(n == lookups[i].matches, "\"%s\": %zu matches", lookups[i].word, n);
                 if (lookups[i].command) {
                         ck_assert_int_eq(e, 0);
-                        ck_assert_str_eq(c->name, lookups[i].command);
+                        ck_assert_str_eq(c->info->name, lookups[i].command);
                 } else
                         ck_assert_int_eq(e, n == 0 ? -ENOENT : -ENOTUNIQ);
         }
@@ -150,8 +150,8 @@ START_TEST(test_command_ambiguous_names) {
         const struct ctl_command *found[8];
 
         ck_assert_uint_eq(ctl_command_match("st", found, 8), 2);
-        ck_assert_str_eq(found[0]->name, "status");
-        ck_assert_str_eq(found[1]->name, "stats");
+        ck_assert_str_eq(found[0]->info->name, "status");
+        ck_assert_str_eq(found[1]->info->name, "stats");
         /* The count is right even when max is smaller. */
         ck_assert_uint_eq(ctl_command_match("st", found, 1), 2);
 }
@@ -163,16 +163,18 @@ START_TEST(test_command_table) {
                 struct control_request req;
                 char err[256];
 
-                ck_assert_int_eq(ctl_command_find(c->name, &found), 0);
+                const char *name = c->info->name;
+
+                ck_assert_int_eq(ctl_command_find(name, &found), 0);
                 ck_assert_ptr_eq(found, c);
                 ck_assert_ptr_nonnull(c->print[CTL_HUMAN]);
                 ck_assert_ptr_nonnull(c->print[CTL_JSON]);
-                ck_assert_uint_le(c->min_args, c->max_args);
-                ck_assert(c->help[0]);
+                ck_assert_uint_le(c->info->min_args, c->info->max_args);
+                ck_assert(c->info->help[0]);
                 /* Every command sent to the daemon is one it knows. */
                 if (!c->local)
-                        ck_assert_msg(control_parse(c->name, strlen(c->name), &req, err, sizeof(err)) == 0,
-                                      "%s: %s", c->name, err);
+                        ck_assert_msg(control_parse(name, strlen(name), &req, err, sizeof(err)) == 0,
+                                      "%s: %s", name, err);
         }
 }
 END_TEST
@@ -1018,7 +1020,7 @@ START_TEST(test_run_local_help) {
         ck_assert_int_eq(ctl_run(&o, &out, err, sizeof(err)), CTL_EXIT_OK);
         ck_assert_ptr_nonnull(strstr(out.data, "Usage: uppercasectl"));
         for (size_t i = 0; i < ctl_n_commands; i++)
-                ck_assert_ptr_nonnull(strstr(out.data, ctl_commands[i].name));
+                ck_assert_ptr_nonnull(strstr(out.data, ctl_commands[i].info->name));
         textbuf_free(&out);
 
         ck_assert_int_eq(parse_args(&o, err, "-s", "/nonexistent/s", "stats", NULL), 0);
