@@ -8,6 +8,9 @@
 #include "handover.h"
 #include "log.h"
 
+_Static_assert(UPCASE_OUT_MAX(CONN_READ_MAX) <= HANDOVER_PENDING_MAX,
+               "a connection's pending replies fit in its hand-over record");
+
 /* The open, resumed or close entry of the connection in slot; the duration
  * is counted up to now. */
 static void conn_log(const struct conn_slot *slot, enum client_event_kind kind, enum close_reason reason) {

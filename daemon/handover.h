@@ -32,7 +32,6 @@
 #include "addr.h"
 #include "textbuf.h"
 #include "upcase.h"
-#include "conn.h"
 
 /* One connection's state, as stored.  pending points into the decoded
  * buffer (or, when encoding, at the caller's replies). */
@@ -48,8 +47,9 @@ struct handover_conn {
         size_t pending_len;
 };
 
-/* Largest pending reply a connection can have: one read's worth. */
-#define HANDOVER_PENDING_MAX UPCASE_OUT_MAX(CONN_READ_MAX)
+/* Largest pending reply a connection can have: one read's worth (a read
+ * is CONN_READ_MAX, 16 KiB: conn.c checks they agree). */
+#define HANDOVER_PENDING_MAX UPCASE_OUT_MAX(16 * 1024)
 /* Name prefix of a stored connection, and the name of the state memfd. */
 #define HANDOVER_CONN_PREFIX "conn-"
 #define HANDOVER_STATE_NAME "state"

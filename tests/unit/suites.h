@@ -14,3 +14,5 @@ Suite *ctl_suite(void);
 Suite *client_suite(void);
 Suite *handover_suite(void);
 Suite *fds_suite(void);
+Suite *conn_suite(void);
+Suite *dispatch_suite(void);
