@@ -43,6 +43,19 @@ static int timeout_error(struct session *s) {
         return session_error(s, -ETIMEDOUT, "no reply from %s within %s s", s->endpoint, s->timeout_text);
 }
 
+/* Waits for the socket and the input (fds[0], fds[1]) for msec (-1: no
+ * limit); 0, or the session's error (its timeout included). */
+static int poll_two(struct session *s, struct pollfd fds[2], int msec) {
+        int n;
+
+        do
+                n = poll(fds, 2, msec);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return session_error(s, -errno, "poll: %m");
+        return n == 0 ? timeout_error(s) : 0;
+}
+
 static int print_reply(struct pump *p, const char *data, size_t len) {
         int r = net_write_all(STDOUT_FILENO, data, len);
 
@@ -145,8 +158,6 @@ static void pump_arm_deadline(struct pump *p) {
 }
 
 static int pump_poll(struct pump *p, struct pollfd fds[2]) {
-        int n;
-
         fds[0] = (struct pollfd) { .fd = p->sock, .events = POLLIN };
         if (p->out_len > 0)
                 fds[0].events |= POLLOUT;
@@ -154,14 +165,7 @@ static int pump_poll(struct pump *p, struct pollfd fds[2]) {
         fds[1] = (struct pollfd) { .fd = -1, .events = POLLIN };
         if (p->in_fd >= 0 && !p->in_eof && p->out_len == 0)
                 fds[1].fd = p->in_fd;
-        do
-                n = poll(fds, 2, p->deadline ? net_msec_until(p->deadline) : -1);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return session_error(p->s, -errno, "poll: %m");
-        if (n == 0)
-                return timeout_error(p->s);
-        return 0;
+        return poll_two(p->s, fds, p->deadline ? net_msec_until(p->deadline) : -1);
 }
 
 static int pump_step(struct pump *p) {
@@ -344,18 +348,10 @@ static int chat_receive(struct chat *c) {
 
 static int chat_poll(struct chat *c, struct pollfd fds[2]) {
         bool waiting = c->owed > 0 || c->quitting;
-        int n;
 
         fds[0] = (struct pollfd) { .fd = c->sock, .events = POLLIN };
         fds[1] = (struct pollfd) { .fd = waiting ? -1 : c->in.fd, .events = POLLIN };
-        do
-                n = poll(fds, 2, waiting ? net_msec_until(c->deadline) : -1);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return session_error(c->s, -errno, "poll: %m");
-        if (n == 0)
-                return timeout_error(c->s);
-        return 0;
+        return poll_two(c->s, fds, waiting ? net_msec_until(c->deadline) : -1);
 }
 
 /* Returns 1 when the server closed after "." or Ctrl-D, 0 to go on. */

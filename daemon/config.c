@@ -238,72 +238,90 @@ static int parse_bool(struct parse_ctx *ctx, const struct setting_def *d,
         return 0;
 }
 
-static int parse_listen(struct parse_ctx *ctx, const struct setting_def *d,
-                        const config_setting_t *s) {
-        struct addr *addrs = field_of(ctx->c, d->offset);
+/* A setting that is a list of strings, each parsed by elem() into its place
+ * i of the list at d->offset; the count goes to d->count_offset. */
+struct list_kind {
+        const char *expected;           /* the list, for a type error */
+        const char *element;            /* one element, for a type error */
+        const char *plural;             /* "addresses" */
+        int max;
+        int (*elem)(struct parse_ctx *ctx, const config_setting_t *e, const char *text, void *list, int i);
+};
+
+static int parse_list(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s,
+                      const struct list_kind *k) {
+        void *list = field_of(ctx->c, d->offset);
         size_t *count = field_of(ctx->c, d->count_offset);
         int n;
 
         if (!config_setting_is_array(s) && !config_setting_is_list(s))
-                return type_error(ctx, s, "a list of \"ADDR:PORT\" strings, e.g. [ \"[::]:12000\" ]");
+                return type_error(ctx, s, k->expected);
         n = config_setting_length(s);
-        if (n > CONFIG_MAX_LISTEN)
-                return setting_error(ctx, s, "%d addresses, at most %d are allowed", n, CONFIG_MAX_LISTEN);
-
+        if (n > k->max)
+                return setting_error(ctx, s, "%d %s, at most %d are allowed", n, k->plural, k->max);
         for (int i = 0; i < n; i++) {
                 const config_setting_t *e = config_setting_get_elem(s, (unsigned) i);
-                const char *text = get_string(ctx, e, "a string \"ADDR:PORT\"");
+                const char *text = get_string(ctx, e, k->element);
+                int r;
 
                 if (!text)
                         return -EINVAL;
-                if (addr_parse(text, &addrs[i]) < 0)
-                        return setting_error(ctx, e, "invalid address \"%s\" (expected \"IPV4:PORT\", "
-                                             "\"[IPV6]:PORT\", \"*:PORT\" or \"PORT\", numeric, port 1..65535)",
-                                             text);
-                for (int j = 0; j < i; j++)
-                        if (addr_equal(&addrs[i], &addrs[j]))
-                                return setting_error(ctx, e, "\"%s\" is listed twice", text);
+                r = k->elem(ctx, e, text, list, i);
+                if (r < 0)
+                        return r;
         }
         *count = (size_t) n;
         return 0;
 }
 
-/* A list of "ADDR" or "ADDR/LEN" strings, for limits.exempt. */
-static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d,
-                          const config_setting_t *s) {
-        struct addr_prefix *list = field_of(ctx->c, d->offset);
-        size_t *count = field_of(ctx->c, d->count_offset);
-        int n;
+static int parse_listen_elem(struct parse_ctx *ctx, const config_setting_t *e, const char *text, void *list, int i) {
+        struct addr *addrs = list;
 
-        if (!config_setting_is_array(s) && !config_setting_is_list(s))
-                return type_error(ctx, s, "a list of \"ADDR\" or \"ADDR/LEN\" strings, e.g. [ \"127.0.0.0/8\" ]");
-        n = config_setting_length(s);
-        if (n > CONFIG_MAX_PREFIXES)
-                return setting_error(ctx, s, "%d prefixes, at most %d are allowed", n, CONFIG_MAX_PREFIXES);
-
-        for (int i = 0; i < n; i++) {
-                const config_setting_t *e = config_setting_get_elem(s, (unsigned) i);
-                const char *text = get_string(ctx, e, "a string \"ADDR\" or \"ADDR/LEN\"");
-                char net[ADDR_PREFIX_MAX];
-                int r;
-
-                if (!text)
-                        return -EINVAL;
-                r = addr_prefix_parse(text, &list[i]);
-                if (r == -EADDRNOTAVAIL)
-                        return setting_error(ctx, e, "\"%s\" has bits set past its length (the network is %s)",
-                                             text, addr_prefix_format(&list[i], net));
-                if (r < 0)
-                        return setting_error(ctx, e, "invalid prefix \"%s\" (expected a numeric address, "
-                                             "\"ADDR\" or \"ADDR/LEN\": \"192.0.2.0/24\", \"2001:db8::/32\", \"::1\")",
-                                             text);
-                for (int j = 0; j < i; j++)
-                        if (addr_prefix_equal(&list[i], &list[j]))
-                                return setting_error(ctx, e, "\"%s\" is listed twice (as %s)", text,
-                                                     addr_prefix_format(&list[j], net));
-        }
-        *count = (size_t) n;
+        if (addr_parse(text, &addrs[i]) < 0)
+                return setting_error(ctx, e, "invalid address \"%s\" (expected \"IPV4:PORT\", "
+                                     "\"[IPV6]:PORT\", \"*:PORT\" or \"PORT\", numeric, port 1..65535)", text);
+        for (int j = 0; j < i; j++)
+                if (addr_equal(&addrs[i], &addrs[j]))
+                        return setting_error(ctx, e, "\"%s\" is listed twice", text);
         return 0;
+}
+
+static int parse_listen(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s) {
+        static const struct list_kind kind = {
+                "a list of \"ADDR:PORT\" strings, e.g. [ \"[::]:12000\" ]", "a string \"ADDR:PORT\"",
+                "addresses", CONFIG_MAX_LISTEN, parse_listen_elem,
+        };
+
+        return parse_list(ctx, d, s, &kind);
+}
+
+static int parse_prefix_elem(struct parse_ctx *ctx, const config_setting_t *e, const char *text, void *list, int i) {
+        struct addr_prefix *prefixes = list;
+        char net[ADDR_PREFIX_MAX];
+        int r = addr_prefix_parse(text, &prefixes[i]);
+
+        if (r == -EADDRNOTAVAIL)
+                return setting_error(ctx, e, "\"%s\" has bits set past its length (the network is %s)",
+                                     text, addr_prefix_format(&prefixes[i], net));
+        if (r < 0)
+                return setting_error(ctx, e, "invalid prefix \"%s\" (expected a numeric address, "
+                                     "\"ADDR\" or \"ADDR/LEN\": \"192.0.2.0/24\", \"2001:db8::/32\", \"::1\")",
+                                     text);
+        for (int j = 0; j < i; j++)
+                if (addr_prefix_equal(&prefixes[i], &prefixes[j]))
+                        return setting_error(ctx, e, "\"%s\" is listed twice (as %s)", text,
+                                             addr_prefix_format(&prefixes[j], net));
+        return 0;
+}
+
+/* limits.exempt. */
+static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s) {
+        static const struct list_kind kind = {
+                "a list of \"ADDR\" or \"ADDR/LEN\" strings, e.g. [ \"127.0.0.0/8\" ]",
+                "a string \"ADDR\" or \"ADDR/LEN\"", "prefixes", CONFIG_MAX_PREFIXES, parse_prefix_elem,
+        };
+
+        return parse_list(ctx, d, s, &kind);
 }
 
 static int parse_control_path(struct parse_ctx *ctx, const struct setting_def *d,
