@@ -1,9 +1,13 @@
 # uppercased — build, test, install.
 #
-#   make            build the daemon, uppercasectl and the tests' helpers
+#   make            build the programs: uppercased, uppercasectl, uppercase
 #   make run        install missing packages, build, run in the foreground
-#   make check      install missing packages, build, run every test
-#   make install    install under $(DESTDIR)$(PREFIX)
+#   make check      install missing packages, build what the tests run, run
+#                   every test (check-unit, check-integration, check-asan,
+#                   fuzz-replay, check-system; each builds what it runs)
+#   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
+#   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
 # Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX.  CI=true adds -Werror.
 
@@ -59,8 +63,15 @@ SHIMS      := $(patsubst tests/shim/%.c,$(BUILD)/tests/%.so,$(wildcard tests/shi
 PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
 MANPAGES   := $(wildcard man/*.[1-8])
 
+# What check-integration runs besides the programs: tests/tools/
+# (test_unicode.py), the LD_PRELOAD shims of tests/shim/
+# (test_stop_slow_workers.py), bench/'s load generator and reference echo
+# (test_bench.py).
+BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
+INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
+
 .PHONY: all deps run check check-unit check-asan check-integration check-system install clean
-all: $(PROGRAMS) $(UNIT) $(TOOLS) $(SHIMS)
+all: $(PROGRAMS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -84,7 +95,7 @@ $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
 $(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
-$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
+$(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of
 # their own (they are loaded into the sanitized daemon too).
@@ -98,7 +109,6 @@ $(BUILD)/tests/%.so: tests/shim/%.c
 CC_FOR_BUILD ?= $(CC)
 CASE_TABLE   := $(BUILD)/gen/case-table.h
 TRANSFORM    := $(BUILD)/bench/transform
-all: $(TRANSFORM)
 $(BUILD)/tools/gen-case-table: tools/gen-case-table.c
 	@mkdir -p $(@D)
 	$(CC_FOR_BUILD) -std=gnu11 -O2 $(WARNINGS) -o $@ $< \
@@ -124,9 +134,9 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	$(DAEMON) -c etc/uppercased.conf $(RUN_CONTROL)
 
-# make check: every test, on a normal and on an ASan+UBSan build.
+# make check: every test, on a normal and on an ASan+UBSan build.  Each part
+# builds what it runs.
 check: deps
-	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
@@ -134,21 +144,24 @@ check: deps
 	@$(MAKE) --no-print-directory check-system
 
 # The package on a real systemd in a container (needs root; skips without,
-# except under CI=true).
+# except under CI=true).  It builds the package itself.
 check-system:
 	tests/system/run
 
 check-unit: $(UNIT)
 	CK_DEFAULT_TIMEOUT=60 $(UNIT)
 
-check-integration: all
-	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/run-integration
+# Asked for both (make check-unit check-integration), the unit tests run
+# first, even under -j: the two at once would disturb each other's timing.
+check-integration: $(INTEGRATION_BIN) | $(filter check-unit,$(MAKECMDGOALS))
+	UPPERCASED_BUILD=$(abspath $(BUILD)) UPPERCASED_ASAN=$(UPPERCASED_ASAN) tests/run-integration
 
+# The unit and the integration tests again, on an ASan+UBSan build in
+# build-asan/.
 check-asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan \
+	@$(MAKE) --no-print-directory BUILD=build-asan UPPERCASED_ASAN=1 \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    all check-unit
-	UPPERCASED_BUILD=$(abspath build-asan) UPPERCASED_ASAN=1 tests/run-integration
+	    check-unit check-integration
 
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
@@ -167,16 +180,17 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 # bench/: the load generator and the reference echo servers (libc and
-# pthread only); "make bench" runs the whole matrix, bench/run (see bench/README.md).
-BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
-all: $(BENCH_BIN) $(BUILD)/bench/echo-sdevent
+# pthread only); "make bench" runs the whole matrix, bench/run (see
+# bench/README.md).  "make bench-build" builds what it runs, and the
+# transform micro-benchmark.
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 # The same echo on sd-event: what the event model's own epoll loop saves.
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-.PHONY: bench
-bench: all
+.PHONY: bench bench-build
+bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
+bench: bench-build
 	@sh bench/install-deps
 	bench/run
 
