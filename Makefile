@@ -35,8 +35,9 @@ PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
-ALL_CPPFLAGS := -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
-                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon -Ictl -Iclient $(CPPFLAGS)
+# INCLUDES: each directory's own, set per directory below.
+ALL_CPPFLAGS  = -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' $(INCLUDES) $(CPPFLAGS)
 ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  := -pthread $(LDFLAGS)
 
@@ -73,6 +74,17 @@ INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
 .PHONY: all deps run check check-unit check-asan check-integration check-system install clean
 all: $(PROGRAMS)
 
+# Include paths, per directory: each layer sees its own headers and common/'s
+# (daemon/, ctl/ and client/ none of each other's); the tests see everything,
+# bench/ and fuzz/ the daemon's.
+$(BUILD)/common/%.o: INCLUDES := -Icommon
+$(BUILD)/daemon/%.o: INCLUDES := -Icommon -Idaemon
+$(BUILD)/ctl/%.o:    INCLUDES := -Icommon -Ictl
+$(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
+$(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
+$(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
+$(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
@@ -92,7 +104,6 @@ $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
-$(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
@@ -116,7 +127,7 @@ $(BUILD)/tools/gen-case-table: tools/gen-case-table.c
 $(CASE_TABLE): $(BUILD)/tools/gen-case-table
 	@mkdir -p $(@D)
 	$< $@
-$(BUILD)/daemon/upcase.o: ALL_CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/daemon/upcase.o: INCLUDES += -I$(BUILD)/gen
 $(BUILD)/daemon/upcase.o: $(CASE_TABLE)
 $(TRANSFORM): $(BUILD)/bench/transform.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -214,6 +225,7 @@ fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CI= \
 	    CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_LIBS)
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS)
+$(FUZZ_BUILD)/fuzz/%: INCLUDES := -Icommon -Idaemon
 $(FUZZ_BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIBS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(ALL_CPPFLAGS) -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) \
