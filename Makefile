@@ -1,9 +1,13 @@
 # uppercased — build, test, install.
 #
-#   make            build the daemon, uppercasectl and the tests' helpers
+#   make            build the programs: uppercased, uppercasectl, uppercase
 #   make run        install missing packages, build, run in the foreground
-#   make check      install missing packages, build, run every test
-#   make install    install under $(DESTDIR)$(PREFIX)
+#   make check      install missing packages, build what the tests run, run
+#                   every test (check-unit, check-integration, check-asan,
+#                   fuzz-replay, check-system; each builds what it runs)
+#   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
+#   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
 # Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX.  CI=true adds -Werror.
 
@@ -17,7 +21,12 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 
 BUILD      ?= build
 CC         ?= cc
-CFLAGS     ?= -O2 -g -D_FORTIFY_SOURCE=2
+CFLAGS     ?= -O2 -g
+# _FORTIFY_SOURCE is a preprocessor flag: defined here unless the caller's
+# CPPFLAGS (dpkg-buildflags' define it) or CFLAGS already mention it.  The
+# sanitizer builds pass FORTIFY=-U_FORTIFY_SOURCE: the sanitizers do not
+# support it (missed bugs or false reports, says ASan's FAQ).
+FORTIFY    := $(if $(findstring _FORTIFY_SOURCE,$(CPPFLAGS) $(CFLAGS)),,-D_FORTIFY_SOURCE=2)
 WARNINGS   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
               -Wmissing-prototypes -Wstrict-prototypes
 ifneq ($(CI),)
@@ -31,8 +40,9 @@ PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
-ALL_CPPFLAGS := -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
-                -DSYSCONFDIR='"$(SYSCONFDIR)"' -Icommon -Idaemon -Ictl -Iclient $(CPPFLAGS)
+# INCLUDES: each directory's own, set per directory below.
+ALL_CPPFLAGS  = -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' $(INCLUDES) $(FORTIFY) $(CPPFLAGS)
 ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  := -pthread $(LDFLAGS)
 
@@ -59,8 +69,26 @@ SHIMS      := $(patsubst tests/shim/%.c,$(BUILD)/tests/%.so,$(wildcard tests/shi
 PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
 MANPAGES   := $(wildcard man/*.[1-8])
 
+# What check-integration runs besides the programs: tests/tools/
+# (test_unicode.py), the LD_PRELOAD shims of tests/shim/
+# (test_stop_slow_workers.py), bench/'s load generator and reference echo
+# (test_bench.py).
+BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
+INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
+
 .PHONY: all deps run check check-unit check-asan check-integration check-system install clean
-all: $(PROGRAMS) $(UNIT) $(TOOLS) $(SHIMS)
+all: $(PROGRAMS)
+
+# Include paths, per directory: each layer sees its own headers and common/'s
+# (daemon/, ctl/ and client/ none of each other's); the tests see everything,
+# bench/ and fuzz/ the daemon's.
+$(BUILD)/common/%.o: INCLUDES := -Icommon
+$(BUILD)/daemon/%.o: INCLUDES := -Icommon -Idaemon
+$(BUILD)/ctl/%.o:    INCLUDES := -Icommon -Ictl
+$(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
+$(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
+$(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
+$(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -81,10 +109,9 @@ $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
-$(UNIT): ALL_CFLAGS += $(CHECK_CFLAGS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
-$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
+$(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of
 # their own (they are loaded into the sanitized daemon too).
@@ -98,7 +125,6 @@ $(BUILD)/tests/%.so: tests/shim/%.c
 CC_FOR_BUILD ?= $(CC)
 CASE_TABLE   := $(BUILD)/gen/case-table.h
 TRANSFORM    := $(BUILD)/bench/transform
-all: $(TRANSFORM)
 $(BUILD)/tools/gen-case-table: tools/gen-case-table.c
 	@mkdir -p $(@D)
 	$(CC_FOR_BUILD) -std=gnu11 -O2 $(WARNINGS) -o $@ $< \
@@ -106,7 +132,7 @@ $(BUILD)/tools/gen-case-table: tools/gen-case-table.c
 $(CASE_TABLE): $(BUILD)/tools/gen-case-table
 	@mkdir -p $(@D)
 	$< $@
-$(BUILD)/daemon/upcase.o: ALL_CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/daemon/upcase.o: INCLUDES += -I$(BUILD)/gen
 $(BUILD)/daemon/upcase.o: $(CASE_TABLE)
 $(TRANSFORM): $(BUILD)/bench/transform.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -124,9 +150,9 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	$(DAEMON) -c etc/uppercased.conf $(RUN_CONTROL)
 
-# make check: every test, on a normal and on an ASan+UBSan build.
+# make check: every test, on a normal and on an ASan+UBSan build.  Each part
+# builds what it runs.
 check: deps
-	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
@@ -134,21 +160,24 @@ check: deps
 	@$(MAKE) --no-print-directory check-system
 
 # The package on a real systemd in a container (needs root; skips without,
-# except under CI=true).
+# except under CI=true).  It builds the package itself.
 check-system:
 	tests/system/run
 
 check-unit: $(UNIT)
 	CK_DEFAULT_TIMEOUT=60 $(UNIT)
 
-check-integration: all
-	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/run-integration
+# Asked for both (make check-unit check-integration), the unit tests run
+# first, even under -j: the two at once would disturb each other's timing.
+check-integration: $(INTEGRATION_BIN) | $(filter check-unit,$(MAKECMDGOALS))
+	UPPERCASED_BUILD=$(abspath $(BUILD)) UPPERCASED_ASAN=$(UPPERCASED_ASAN) tests/run-integration
 
+# The unit and the integration tests again, on an ASan+UBSan build in
+# build-asan/.
 check-asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan \
+	@$(MAKE) --no-print-directory BUILD=build-asan FORTIFY=-U_FORTIFY_SOURCE UPPERCASED_ASAN=1 \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    all check-unit
-	UPPERCASED_BUILD=$(abspath build-asan) UPPERCASED_ASAN=1 tests/run-integration
+	    check-unit check-integration
 
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
@@ -167,16 +196,17 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 # bench/: the load generator and the reference echo servers (libc and
-# pthread only); "make bench" runs the whole matrix, bench/run (see bench/README.md).
-BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
-all: $(BENCH_BIN) $(BUILD)/bench/echo-sdevent
+# pthread only); "make bench" runs the whole matrix, bench/run (see
+# bench/README.md).  "make bench-build" builds what it runs, and the
+# transform micro-benchmark.
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 # The same echo on sd-event: what the event model's own epoll loop saves.
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-.PHONY: bench
-bench: all
+.PHONY: bench bench-build
+bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
+bench: bench-build
 	@sh bench/install-deps
 	bench/run
 
@@ -197,9 +227,11 @@ FUZZ_LIBS    := $(FUZZ_BUILD)/libuppercased.a $(FUZZ_BUILD)/libcommon.a
 # CI= : clang's warnings in daemon code are gcc's business (make CI=1 all);
 # the targets themselves still honour CI.
 fuzz-build:
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CI= \
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CI= FORTIFY=-U_FORTIFY_SOURCE \
 	    CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_LIBS)
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS)
+$(FUZZ_BUILD)/fuzz/%: INCLUDES := -Icommon -Idaemon
+$(FUZZ_BUILD)/fuzz/%: FORTIFY := -U_FORTIFY_SOURCE
 $(FUZZ_BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIBS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(ALL_CPPFLAGS) -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) \
