@@ -3,8 +3,9 @@
 #   make            build the programs: uppercased, uppercasectl, uppercase
 #   make run        install missing packages, build, run in the foreground
 #   make check      install missing packages, build what the tests run, run
-#                   every test (check-unit, check-integration, check-asan,
-#                   fuzz-replay, check-system; each builds what it runs)
+#                   every test (check-layers, check-unit, check-integration,
+#                   check-asan, fuzz-replay, check-system; each builds what
+#                   it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
@@ -76,7 +77,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
 INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
 
-.PHONY: all deps run check check-unit check-asan check-integration check-system install clean
+.PHONY: all deps run check check-layers check-unit check-asan check-integration check-system install clean
 all: $(PROGRAMS)
 
 # Include paths, per directory: each layer sees its own headers and common/'s
@@ -153,6 +154,7 @@ run: deps
 # make check: every test, on a normal and on an ASan+UBSan build.  Each part
 # builds what it runs.
 check: deps
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
@@ -166,6 +168,10 @@ check-system:
 
 check-unit: $(UNIT)
 	CK_DEFAULT_TIMEOUT=60 $(UNIT)
+
+# The layering of the sources, from their #include lines (docs/design.md).
+check-layers:
+	tests/layers/check
 
 # Asked for both (make check-unit check-integration), the unit tests run
 # first, even under -j: the two at once would disturb each other's timing.
