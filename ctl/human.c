@@ -155,6 +155,14 @@ static const struct {
         { "limits.udp_burst", "UDP burst per source",  UNIT_NONE },
         { "limits.udp_loop_guard", "UDP loop guard",   UNIT_SWITCH },
         { "limits.exempt",   "exempt sources",         UNIT_LIST },
+        { "proxy.v1",        "v1 headers",             UNIT_NONE },
+        { "proxy.v2",        "v2 headers",             UNIT_NONE },
+        { "proxy.health_checks", "health checks",      UNIT_NONE },
+        { "proxy.refused_untrusted", "refused (untrusted)", UNIT_NONE },
+        { "proxy.refused_malformed", "refused (malformed)", UNIT_NONE },
+        { "proxy.refused_timeout", "refused (timeout)", UNIT_NONE },
+        { "proxy.timeout",   "header timeout",         UNIT_SECONDS },
+        { "proxy.trusted",   "trusted balancers",      UNIT_LIST },
 };
 
 /* In this order; a key that matches no prefix belongs to "other". */
@@ -166,6 +174,7 @@ static const struct {
         { NULL,        "Other" },
         { "timeouts.", "Timeouts" },
         { "limits.",   "Limits" },
+        { "proxy.",    "PROXY protocol" },
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 

@@ -28,8 +28,10 @@ static const struct {
         { "udp_loop_guard",   JSON_BOOL },
         { "listen",           JSON_LIST },
         { "exempt",           JSON_LIST },
+        { "trusted",          JSON_LIST },
         { "peer",             JSON_STRING },
         { "address",          JSON_STRING },
+        { "via",              JSON_STRING },
         { "protocol",         JSON_STRING },
 };
 

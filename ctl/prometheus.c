@@ -65,6 +65,14 @@ static const struct metric metrics[] = {
           "UDP datagrams answered at once per source before the rate applies." },
         { "limits.udp_loop_guard", "uppercased_limit_udp_loop_guard", "gauge", NULL,
           "1 when UDP datagrams from ports below 1024 and from our own ports are dropped." },
+        { "proxy.v", "uppercased_proxy_headers_total", "counter", "version",
+          "PROXY protocol headers read on proxied listeners, by version." },
+        { "proxy.health_checks", "uppercased_proxy_health_checks_total", "counter", NULL,
+          "Balancer health checks (PROXY v2 LOCAL, v1 UNKNOWN) served." },
+        { "proxy.refused_", "uppercased_proxy_refused_total", "counter", "reason",
+          "Connections on proxied listeners closed unanswered: untrusted peer, malformed header, timeout." },
+        { "proxy.timeout", "uppercased_proxy_timeout_seconds", "gauge", NULL,
+          "Time a PROXY header has to arrive, in seconds." },
 };
 
 static void prom_append_label_value(struct textbuf *out, const char *v) {

@@ -65,6 +65,14 @@ struct config {
         bool udp_loop_guard;             /* drop datagrams from ports 0..1023 and our own */
         struct addr_prefix exempt[CONFIG_MAX_PREFIXES]; /* counted, never limited per source */
         size_t n_exempt;
+        /* proxy { listen = [...]; trusted = [...]; timeout = "3s"; }: TCP
+         * listeners whose every connection starts with a PROXY header
+         * (proxy.h), from a balancer in trusted. */
+        struct addr proxy_listen[CONFIG_MAX_LISTEN];
+        size_t n_proxy_listen;
+        struct addr_prefix proxy_trusted[CONFIG_MAX_PREFIXES];
+        size_t n_proxy_trusted;
+        uint64_t proxy_timeout_usec;     /* for the whole header, > 0 */
 };
 
 /* Built-in defaults (SPEC §3): [::]:12000 for TCP and UDP, event model. */
@@ -75,6 +83,10 @@ void config_defaults(struct config *c);
  * err. */
 int config_load(const char *path, struct config *c, char *err, size_t errlen);
 
+/* With proxied listeners: whether proxy.trusted and proxy.timeout make
+ * them usable (checked by config_load() and config_validate(), and on a
+ * start with proxied sockets from systemd). */
+int config_check_proxy(const struct config *c, char *err, size_t errlen);
 /* Checks cross-field constraints (after command-line overrides too). */
 int config_validate(const struct config *c, char *err, size_t errlen);
 

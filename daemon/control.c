@@ -93,7 +93,8 @@ static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
                       st.config_file[0] ? st.config_file : "(built-in defaults)",
                       st.activated ? "yes" : "no", atomic_load(&d->shared->tcp_active));
         for (size_t i = 0; i < st.n_listen; i++)
-                textbuf_printf(out, "listen %s\n", listen_describe(st.listen[i], buf, sizeof(buf)));
+                textbuf_printf(out, "listen %s%s\n", listen_describe(st.listen[i], buf, sizeof(buf)),
+                               st.proxied[i] ? " (PROXY protocol)" : "");
 }
 
 #define LOAD(x) ((uint64_t) atomic_load_explicit(&(x), memory_order_relaxed))
@@ -110,6 +111,31 @@ static void reply_limits(const struct shared *sh, struct textbuf *out) {
         /* Only this thread (the main loop, on reload) changes the list. */
         for (size_t i = 0; i < l->n_exempt; i++)
                 textbuf_printf(out, "limits.exempt %s\n", addr_prefix_format(&l->exempt[i], net));
+}
+
+static bool status_proxied(const struct control_status *st) {
+        for (size_t i = 0; i < st->n_listen; i++)
+                if (st->proxied[i])
+                        return true;
+        return false;
+}
+
+/* Proxied listeners' counters and settings; only when there are some. */
+static void reply_proxy(const struct shared *sh, struct textbuf *out) {
+        const struct counters *k = &sh->c;
+        const struct source_limits *l = sh->limits;
+        char net[ADDR_PREFIX_MAX];
+
+        textbuf_printf(out, "proxy.v1 %" PRIu64 "\nproxy.v2 %" PRIu64 "\nproxy.health_checks %" PRIu64 "\n",
+                       LOAD(k->proxy_v1), LOAD(k->proxy_v2), LOAD(k->proxy_health_checks));
+        textbuf_printf(out, "proxy.refused_untrusted %" PRIu64 "\nproxy.refused_malformed %" PRIu64 "\n"
+                       "proxy.refused_timeout %" PRIu64 "\n",
+                       LOAD(k->proxy_refused_untrusted), LOAD(k->proxy_refused_malformed),
+                       LOAD(k->proxy_refused_timeout));
+        reply_duration(out, "proxy.timeout", atomic_load(&sh->live.proxy_timeout_usec));
+        /* Only this thread (the main loop, on reload) changes the list. */
+        for (size_t i = 0; i < l->n_proxy_trusted; i++)
+                textbuf_printf(out, "proxy.trusted %s\n", addr_prefix_format(&l->proxy_trusted[i], net));
 }
 
 static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
@@ -145,18 +171,25 @@ static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
                 reply_duration(out, key, shared_timeout(sh, t));
         }
         reply_limits(sh, out);
+        if (status_proxied(&st))
+                reply_proxy(sh, out);
 }
 
 static void reply_connection(const struct conn_slot *slot, uint64_t id, uint64_t now, struct textbuf *out) {
         uint64_t last = LOAD(slot->last_active_usec);
-        char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF];
+        char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF], via[ADDR_TEXT_MAX + 8] = "";
 
+        /* Behind a balancer: which one. */
+        if (slot->via.sa.sa_family != AF_UNSPEC) {
+                memcpy(via, " via=", 5);
+                addr_format(&slot->via, via + 5);
+        }
         textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age=%s idle=%s "
-                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d\n",
+                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d%s\n",
                       id, addr_format(&slot->peer, peer),
                       duration_format_sec(now - slot->start_usec, age, sizeof(age)),
                       duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle)),
-                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid));
+                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid), via);
 }
 
 /* The connection list from cursor->next on, up to about CONTROL_CHUNK

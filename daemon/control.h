@@ -22,8 +22,8 @@
 /* Control clients served at once, at most (fewer when the descriptor
  * limit is low: fdbudget.h). */
 #define CONTROL_CLIENTS_MAX 64
-/* Sockets "status" lists: TCP, UDP and the control socket. */
-#define CONTROL_LISTEN_MAX 33
+/* Sockets "status" lists: TCP, UDP, proxied TCP and the control socket. */
+#define CONTROL_LISTEN_MAX 49
 
 /* What "status" reports beyond the shared area. */
 struct control_status {
@@ -34,6 +34,7 @@ struct control_status {
         bool activated;                   /* socket activated */
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         int listen[CONTROL_LISTEN_MAX];   /* the sockets served */
+        bool proxied[CONTROL_LISTEN_MAX]; /* ...a PROXY header first */
         size_t n_listen;
 };
 

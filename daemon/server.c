@@ -82,6 +82,10 @@ static void overrides_apply(const struct overrides *o, struct config *c) {
                 memcpy(c->udp, o->udp, sizeof(o->udp));
                 c->n_udp = o->n_udp;
         }
+        if (o->proxy_given) {
+                memcpy(c->proxy_listen, o->proxy, sizeof(o->proxy));
+                c->n_proxy_listen = o->n_proxy;
+        }
         if (o->control_path)
                 snprintf(c->control_path, sizeof(c->control_path), "%s", o->control_path);
 }
@@ -117,6 +121,8 @@ static void server_apply_live(struct server *s, const struct config *c) {
         atomic_store(&live->udp_burst, c->udp_burst);
         atomic_store(&live->udp_loop_guard, c->udp_loop_guard);
         shared_set_exempt(s->shared, c->exempt, c->n_exempt);
+        shared_set_proxy_trusted(s->shared, c->proxy_trusted, c->n_proxy_trusted);
+        atomic_store(&live->proxy_timeout_usec, c->proxy_timeout_usec);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
 
@@ -138,6 +144,8 @@ static void server_keep_restart_settings(const struct config *old, struct config
                 { "listen.tcp", !addrs_equal(old->tcp, old->n_tcp, new->tcp, new->n_tcp) },
                 { "listen.udp", !addrs_equal(old->udp, old->n_udp, new->udp, new->n_udp) },
                 { "listen.backlog", old->backlog != new->backlog },
+                { "proxy.listen", !addrs_equal(old->proxy_listen, old->n_proxy_listen,
+                                               new->proxy_listen, new->n_proxy_listen) },
                 { "control.path", strcmp(old->control_path, new->control_path) != 0 },
                 { "control.mode", old->control_mode != new->control_mode },
                 { "control.group", strcmp(old->control_group, new->control_group) != 0 },
@@ -153,6 +161,8 @@ static void server_keep_restart_settings(const struct config *old, struct config
         new->n_tcp = old->n_tcp;
         memcpy(new->udp, old->udp, sizeof(old->udp));
         new->n_udp = old->n_udp;
+        memcpy(new->proxy_listen, old->proxy_listen, sizeof(old->proxy_listen));
+        new->n_proxy_listen = old->n_proxy_listen;
         new->backlog = old->backlog;
         memcpy(new->control_path, old->control_path, sizeof(old->control_path));
         new->control_mode = old->control_mode;
@@ -248,6 +258,10 @@ static void control_on_status(void *userdata, struct control_status *st) {
                 st->listen[st->n_listen++] = ls->tcp[i];
         for (size_t i = 0; i < ls->n_udp; i++)
                 st->listen[st->n_listen++] = ls->udp[i];
+        for (size_t i = 0; i < ls->n_proxy; i++) {
+                st->proxied[st->n_listen] = true;
+                st->listen[st->n_listen++] = ls->proxy[i];
+        }
         if (control_fd(s->control) >= 0)
                 st->listen[st->n_listen++] = control_fd(s->control);
 }
@@ -394,18 +408,23 @@ static int server_add_sources(struct server *s) {
 }
 
 static int server_open_listeners(struct server *s) {
-        char what[128] = "";
+        char what[256] = "";
         int r;
 
         r = listen_activated(&s->listeners, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to use %s: %s", what,
                                        r == -EBADMSG ? "not a TCP, UDP or UNIX stream socket" : strerror(-r));
-        if (r > 0)
-                return 0;
-        r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
-        if (r < 0)
-                return log_error_errno(r, "Failed to bind %s: %m", what);
+        if (r == 0) {
+                r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
+                if (r < 0)
+                        return log_error_errno(r, "Failed to bind %s: %m", what);
+        }
+        /* systemd may pass proxied sockets the configuration did not ask for. */
+        if (s->listeners.n_proxy > 0 && config_check_proxy(&s->config, what, sizeof(what)) < 0) {
+                log_error("Refusing to serve the sockets named \"" LISTEN_PROXY_NAME "\": %s", what);
+                return -EINVAL;
+        }
         return 0;
 }
 
@@ -520,6 +539,9 @@ static void server_log_started(struct server *s) {
         for (size_t i = 0; i < s->listeners.n_udp && len < sizeof(buf); i++)
                 len += snprintf(buf + len, sizeof(buf) - len, ", %s",
                                 listen_describe(s->listeners.udp[i], one, sizeof(one)));
+        for (size_t i = 0; i < s->listeners.n_proxy && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", %s (PROXY protocol)",
+                                listen_describe(s->listeners.proxy[i], one, sizeof(one)));
         log_info("uppercased %s running: %s model%s%s", VERSION, s->ops->name,
                  s->listeners.activated ? ", socket activated" : "", len ? buf : "");
 }
@@ -530,6 +552,8 @@ static int server_start_model(struct server *s) {
                 .n_tcp = s->listeners.n_tcp,
                 .udp = s->listeners.udp,
                 .n_udp = s->listeners.n_udp,
+                .proxy = s->listeners.proxy,
+                .n_proxy = s->listeners.n_proxy,
                 .shared = s->shared,
                 .handover = s->handover.enabled ? &s->handover : NULL,
                 .resumed = s->resumed,
