@@ -60,7 +60,7 @@ unsigned fd_own_estimate(const struct config *c) {
         /* An event loop has an epoll and an eventfd. */
         unsigned loops = c->model == MODEL_EVENT ? c->threads : 0;
 
-        return FD_OWN_BASE + (unsigned) (c->n_tcp + c->n_udp) + 2 * loops;
+        return FD_OWN_BASE + (unsigned) (c->n_tcp + c->n_udp + c->n_agent) + 2 * loops;
 }
 
 void fd_budget_plan(struct fd_budget *b, unsigned limit, unsigned own, bool conns_hold_fds) {

@@ -23,6 +23,9 @@ struct overrides {
         struct addr udp[CONFIG_MAX_LISTEN];
         size_t n_udp;
         bool udp_given;
+        struct addr agent[CONFIG_MAX_LISTEN];
+        size_t n_agent;
+        bool agent_given;
         const char *control_path;
 };
 

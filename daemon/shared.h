@@ -47,6 +47,7 @@ struct counters {
         atomic_uint_fast64_t invalid_utf8;       /* bytes passed through unmapped */
         atomic_uint_fast64_t workers_died;       /* process model: children killed */
         atomic_uint_fast64_t log_suppressed;     /* client log entries rate limited */
+        atomic_uint_fast64_t agent_checks;       /* agent-check answers (agent.h) */
 };
 
 /* One active TCP connection.  Written by the worker serving it, read by the

@@ -201,6 +201,7 @@ SETTINGS = {
     "tcp_per_source": ("limits", "tcp_per_source"), "udp_rate": ("limits", "udp_rate"),
     "udp_burst": ("limits", "udp_burst"), "udp_loop_guard": ("limits", "udp_loop_guard"),
     "exempt": ("limits", "exempt"),
+    "agent": ("agent", "listen"), "instance": ("instance", "name"),
 }
 
 
