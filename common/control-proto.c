@@ -23,10 +23,9 @@ const struct control_command_info control_commands[_CONTROL_MAX] = {
         [CONTROL_RELOAD] = { "reload", "", 0, 0,
                              "re-read the configuration; fails when it is rejected" },
         [CONTROL_DRAIN] = { "drain", "", 0, 0,
-                            "ask the balancer for no new connections (agent answers drain);\n"
-                            "open sessions go on" },
-        [CONTROL_READY] = { "ready", "", 0, 0,
-                            "ask the balancer for new connections again (agent answers ready)" },
+                            "the agent-check answers drain: the balancer sends no\n"
+                            "new connections, open sessions go on" },
+        [CONTROL_READY] = { "ready", "", 0, 0, "the agent-check answers ready again" },
         [CONTROL_HELP] = { "help", "", 0, 0, "show this help" },
 };
 
