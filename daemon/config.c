@@ -325,6 +325,51 @@ static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d, co
         return parse_list(ctx, d, s, &kind);
 }
 
+static bool instance_char(char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                ch == '.' || ch == '-' || ch == '_' || ch == ':';
+}
+
+bool config_instance_valid(const char *s) {
+        size_t len = strlen(s);
+
+        if (len == 0 || len >= CONFIG_INSTANCE_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!instance_char(s[i]))
+                        return false;
+        return true;
+}
+
+void config_instance_name(const struct config *c, const char *host, char *buf, size_t len) {
+        size_t i = 0;
+
+        if (c->instance[0]) {
+                snprintf(buf, len, "%s", c->instance);
+                return;
+        }
+        for (; host && host[i] && i + 1 < len && i + 1 < CONFIG_INSTANCE_MAX; i++)
+                buf[i] = instance_char(host[i]) ? host[i] : '_';
+        buf[i] = '\0';
+        if (i == 0)
+                snprintf(buf, len, "localhost");
+}
+
+/* instance.name: "" for the host name. */
+static int parse_instance(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s) {
+        char *buf = field_of(ctx->c, d->offset);
+        const char *name = get_string(ctx, s, "a string");
+
+        if (!name)
+                return -EINVAL;
+        if (name[0] && !config_instance_valid(name))
+                return setting_error(ctx, s, "invalid instance name \"%s\" (expected \"\" for the host name, "
+                                     "or 1..%d letters, digits, '.', '-', '_' or ':')", name,
+                                     CONFIG_INSTANCE_MAX - 1);
+        memcpy(buf, name, strlen(name) + 1);
+        return 0;
+}
+
 static int parse_control_path(struct parse_ctx *ctx, const struct setting_def *d,
                               const config_setting_t *s) {
         char *buf = field_of(ctx->c, d->offset);
@@ -475,6 +520,8 @@ static const struct setting_def settings[] = {
         { "proxy",    "listen",          parse_listen,       FIELD(proxy_listen), FIELD(n_proxy_listen), 0, 0 },
         { "proxy",    "trusted",         parse_prefixes,     FIELD(proxy_trusted), FIELD(n_proxy_trusted), 0, 0 },
         { "proxy",    "timeout",         parse_duration,     FIELD(proxy_timeout_usec), 0, 0, 0 },
+        { "agent",    "listen",          parse_listen,       FIELD(agent), FIELD(n_agent), 0, 0 },
+        { "instance", "name",            parse_instance,     FIELD(instance), 0, 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -686,6 +733,24 @@ int config_validate(const struct config *c, char *err, size_t errlen) {
                 return errbuf_set(err, errlen, -EINVAL, "too many listen addresses, at most %d per protocol",
                              CONFIG_MAX_LISTEN);
         }
+        if (c->n_agent > CONFIG_MAX_LISTEN)
+                return errbuf_set(err, errlen, -EINVAL, "too many agent addresses, at most %d", CONFIG_MAX_LISTEN);
+        for (size_t i = 0; i < c->n_agent; i++)
+                for (size_t j = 0; j < c->n_tcp; j++)
+                        if (addr_equal(&c->agent[i], &c->tcp[j])) {
+                                char text[ADDR_TEXT_MAX];
+
+                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a TCP listen "
+                                                  "address too", addr_format(&c->agent[i].sa, text));
+                        }
+        for (size_t i = 0; i < c->n_agent; i++)
+                for (size_t j = 0; j < c->n_proxy_listen; j++)
+                        if (addr_equal(&c->agent[i], &c->proxy_listen[j])) {
+                                char text[ADDR_TEXT_MAX];
+
+                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a proxied "
+                                                  "listen address too", addr_format(&c->agent[i].sa, text));
+                        }
         if (!model_to_string(c->model)) {
                 return errbuf_set(err, errlen, -EINVAL, "invalid worker model %d", (int) c->model);
         }

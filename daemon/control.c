@@ -79,6 +79,13 @@ static void reply_duration(struct textbuf *out, const char *key, uint64_t usec) 
 static void reply_common(const struct control_status *st, struct textbuf *out) {
         textbuf_printf(out, "version %s\npid %d\nmodel %s\n", VERSION, (int) getpid(), st->model);
         reply_duration(out, "uptime_seconds", now_usec_monotonic() - st->start_usec);
+        /* A label on every Prometheus series: several instances' stats in
+         * one place stay apart. */
+        textbuf_printf(out, "instance %s\n", st->instance ? st->instance : "");
+}
+
+static const char *balancer_state(bool draining) {
+        return draining ? "draining" : "ready";
 }
 
 static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
@@ -92,9 +99,12 @@ static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
                       st.threads, st.stopping ? "stopping" : "running",
                       st.config_file[0] ? st.config_file : "(built-in defaults)",
                       st.activated ? "yes" : "no", atomic_load(&d->shared->tcp_active));
+        textbuf_printf(out, "balancer %s\n", balancer_state(st.draining));
         for (size_t i = 0; i < st.n_listen; i++)
                 textbuf_printf(out, "listen %s%s\n", listen_describe(st.listen[i], buf, sizeof(buf)),
                                st.proxied[i] ? " (PROXY protocol)" : "");
+        for (size_t i = 0; i < st.n_agent; i++)
+                textbuf_printf(out, "agent %s\n", listen_describe(st.agent[i], buf, sizeof(buf)));
 }
 
 #define LOAD(x) ((uint64_t) atomic_load_explicit(&(x), memory_order_relaxed))
@@ -164,6 +174,8 @@ static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
                       LOAD(k->udp_rate_limited), LOAD(k->udp_loop_dropped));
         textbuf_printf(out, "invalid_utf8 %" PRIu64 "\nworkers_died %" PRIu64 "\nlog.suppressed %" PRIu64 "\n",
                       LOAD(k->invalid_utf8), LOAD(k->workers_died), LOAD(k->log_suppressed));
+        textbuf_printf(out, "draining %s\nagent.checks %" PRIu64 "\n", st.draining ? "yes" : "no",
+                      LOAD(k->agent_checks));
         for (int t = 0; t < _TIMEOUT_MAX; t++) {
                 char key[32];
 
@@ -236,6 +248,20 @@ static bool cmd_reload(const struct control_daemon *d, uid_t uid, pid_t pid, cha
         return d->reload(d->userdata, err, errlen) >= 0;
 }
 
+/* drain, ready: logged once per change, with who asked; asking again
+ * changes nothing and says so ("changed no"). */
+static void cmd_drain(const struct control_daemon *d, bool draining, uid_t uid, pid_t pid, struct textbuf *out) {
+        bool changed = d->set_draining(d->userdata, draining);
+
+        if (changed && draining)
+                log_notice("Draining, asked by uid %u (pid %d): the agent-check now answers drain, "
+                           "open connections go on", (unsigned) uid, (int) pid);
+        else if (changed)
+                log_notice("Ready, asked by uid %u (pid %d): the agent-check now answers ready",
+                           (unsigned) uid, (int) pid);
+        textbuf_printf(out, "balancer %s\nchanged %s\n", balancer_state(draining), changed ? "yes" : "no");
+}
+
 /* "help timeout [NAME [VALUE]]  list, show or set ...", from the table
  * uppercasectl has too (control-proto.h). */
 static void cmd_help(struct textbuf *out) {
@@ -285,6 +311,10 @@ void control_dispatch(const struct control_daemon *d, const char *line, size_t l
                         textbuf_printf(out, "ERROR %s\n", err);
                         return;
                 }
+                break;
+        case CONTROL_DRAIN:
+        case CONTROL_READY:
+                cmd_drain(d, req.command == CONTROL_DRAIN, uid, pid, out);
                 break;
         default:
                 cmd_help(out);

@@ -64,16 +64,16 @@ static int listen_take_fd(struct listeners *l, int fd) {
         return -EBADMSG;
 }
 
-/* A socket named "proxy" is a TCP listening socket, or a mistake. */
-static int listen_take_proxied(struct listeners *l, int fd) {
+/* A socket named "proxy" or "agent": told apart from the plain TCP
+ * listeners by its name alone, so it must be a TCP listening socket. */
+static int listen_take_named_tcp(int *fds, size_t *n, int fd) {
         int r = fd_make_nonblocking_cloexec(fd);
 
         if (r < 0)
                 return r;
         if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) <= 0)
                 return -EBADMSG;
-        r = listeners_add(l->proxy, &l->n_proxy, fd);
-        return r < 0 ? r : 1;
+        return listeners_add(fds, n, fd);
 }
 
 static int listen_take_resumed(struct listeners *l, int fd, uint64_t id) {
@@ -104,8 +104,11 @@ static int listen_take_named(struct listeners *l, int fd, const char *name) {
                 return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -errno : 0;
         }
         if (strcmp(name, LISTEN_PROXY_NAME) == 0)
-                return listen_take_proxied(l, fd);
-        r = listen_take_fd(l, fd);
+                r = listen_take_named_tcp(l->proxy, &l->n_proxy, fd);
+        else if (strcmp(name, LISTEN_AGENT_NAME) == 0)
+                r = listen_take_named_tcp(l->agent, &l->n_agent, fd);
+        else
+                r = listen_take_fd(l, fd);
         return r < 0 ? r : 1;
 }
 
@@ -192,13 +195,15 @@ int listen_bind(struct listeners *l, const struct config *c, char *what, size_t 
         int r;
 
         r = bind_list(l->tcp, &l->n_tcp, c->tcp, c->n_tcp, SOCK_STREAM, c->backlog, "tcp", what, len);
-        if (r < 0)
-                return r;
-        r = bind_list(l->proxy, &l->n_proxy, c->proxy_listen, c->n_proxy_listen, SOCK_STREAM, c->backlog,
-                      "proxied tcp", what, len);
-        if (r < 0)
-                return r;
-        return bind_list(l->udp, &l->n_udp, c->udp, c->n_udp, SOCK_DGRAM, 0, "udp", what, len);
+        if (r >= 0)
+                r = bind_list(l->proxy, &l->n_proxy, c->proxy_listen, c->n_proxy_listen, SOCK_STREAM,
+                              c->backlog, "proxied tcp", what, len);
+        if (r >= 0)
+                r = bind_list(l->udp, &l->n_udp, c->udp, c->n_udp, SOCK_DGRAM, 0, "udp", what, len);
+        if (r >= 0)
+                r = bind_list(l->agent, &l->n_agent, c->agent, c->n_agent, SOCK_STREAM, c->backlog,
+                              "agent", what, len);
+        return r;
 }
 
 void listeners_close(struct listeners *l) {
@@ -208,6 +213,8 @@ void listeners_close(struct listeners *l) {
                 close(l->udp[i]);
         for (size_t i = 0; i < l->n_proxy; i++)
                 close(l->proxy[i]);
+        for (size_t i = 0; i < l->n_agent; i++)
+                close(l->agent[i]);
         if (l->control >= 0)
                 close(l->control);
         if (l->connected >= 0)

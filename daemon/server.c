@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "agent.h"
 #include "conn.h"
 #include "control.h"
 #include "duration.h"
@@ -34,6 +35,8 @@
 #define TICK_USEC USEC_PER_SEC
 
 _Static_assert(2 * CONFIG_MAX_LISTEN + 1 <= CONTROL_LISTEN_MAX, "status lists every socket");
+_Static_assert(CONFIG_MAX_LISTEN <= CONTROL_AGENT_MAX && CONFIG_MAX_LISTEN <= AGENT_LISTEN_MAX,
+               "every agent-check socket is served and listed");
 
 struct server {
         sd_event *event;
@@ -46,6 +49,11 @@ struct server {
         struct worker *worker;            /* the model's own state */
         struct control *control;
         struct control_daemon control_iface;
+        struct agent *agent;              /* the agent-check listeners, NULL when none */
+        struct agent_daemon agent_iface;
+        bool draining;                    /* uppercasectl drain: kept across reloads, not restarts */
+        char host[CONFIG_INSTANCE_MAX];   /* the host name at start */
+        char instance[CONFIG_INSTANCE_MAX]; /* the instance name in force */
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         bool stopping;
         uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
@@ -85,6 +93,10 @@ static void overrides_apply(const struct overrides *o, struct config *c) {
         if (o->proxy_given) {
                 memcpy(c->proxy_listen, o->proxy, sizeof(o->proxy));
                 c->n_proxy_listen = o->n_proxy;
+        }
+        if (o->agent_given) {
+                memcpy(c->agent, o->agent, sizeof(o->agent));
+                c->n_agent = o->n_agent;
         }
         if (o->control_path)
                 snprintf(c->control_path, sizeof(c->control_path), "%s", o->control_path);
@@ -146,6 +158,7 @@ static void server_keep_restart_settings(const struct config *old, struct config
                 { "listen.backlog", old->backlog != new->backlog },
                 { "proxy.listen", !addrs_equal(old->proxy_listen, old->n_proxy_listen,
                                                new->proxy_listen, new->n_proxy_listen) },
+                { "agent.listen", !addrs_equal(old->agent, old->n_agent, new->agent, new->n_agent) },
                 { "control.path", strcmp(old->control_path, new->control_path) != 0 },
                 { "control.mode", old->control_mode != new->control_mode },
                 { "control.group", strcmp(old->control_group, new->control_group) != 0 },
@@ -163,12 +176,24 @@ static void server_keep_restart_settings(const struct config *old, struct config
         new->n_udp = old->n_udp;
         memcpy(new->proxy_listen, old->proxy_listen, sizeof(old->proxy_listen));
         new->n_proxy_listen = old->n_proxy_listen;
+        memcpy(new->agent, old->agent, sizeof(old->agent));
+        new->n_agent = old->n_agent;
         new->backlog = old->backlog;
         memcpy(new->control_path, old->control_path, sizeof(old->control_path));
         new->control_mode = old->control_mode;
         memcpy(new->control_group, old->control_group, sizeof(old->control_group));
         new->model = old->model;
         new->threads = old->threads;
+}
+
+/* The instance name: instance.name, else the host name taken at start. */
+static void server_set_instance(struct server *s) {
+        char name[sizeof(s->instance)];
+
+        config_instance_name(&s->config, s->host, name, sizeof(name));
+        if (s->instance[0] && strcmp(name, s->instance) != 0)
+                log_info("Instance name changed from %s to %s", s->instance, name);
+        memcpy(s->instance, name, sizeof(name));
 }
 
 /* Before anything is opened; see fdbudget.h. */
@@ -231,6 +256,7 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
         }
         server_keep_restart_settings(&s->config, &c);
         s->config = c;
+        server_set_instance(s);
         memcpy(s->config_file, path, sizeof(path));
         server_apply_live(s, &s->config);
         s->ops->timeouts_changed(s->worker);
@@ -253,7 +279,11 @@ static void control_on_status(void *userdata, struct control_status *st) {
                 .config_file = s->config_file,
                 .activated = ls->activated,
                 .start_usec = s->start_usec,
+                .draining = s->draining,
+                .instance = s->instance,
         };
+        for (size_t i = 0; i < ls->n_agent; i++)
+                st->agent[st->n_agent++] = ls->agent[i];
         for (size_t i = 0; i < ls->n_tcp; i++)
                 st->listen[st->n_listen++] = ls->tcp[i];
         for (size_t i = 0; i < ls->n_udp; i++)
@@ -278,6 +308,36 @@ static int control_on_reload(void *userdata, char *err, size_t errlen) {
         return server_reload(userdata, err, errlen);
 }
 
+static bool control_on_set_draining(void *userdata, bool draining) {
+        struct server *s = userdata;
+        bool changed = s->draining != draining;
+
+        s->draining = draining;
+        return changed;
+}
+
+/* A stopping daemon asks for no new connections either: they would wait
+ * in the listen backlog for the next instance, or be refused. */
+static bool agent_on_draining(void *userdata) {
+        struct server *s = userdata;
+
+        return s->draining || s->stopping;
+}
+
+static int server_start_agent(struct server *s) {
+        int r;
+
+        s->agent_iface = (struct agent_daemon) {
+                .shared = s->shared,
+                .draining = agent_on_draining,
+                .userdata = s,
+        };
+        r = agent_start(s->event, s->listeners.agent, s->listeners.n_agent, &s->agent_iface, &s->agent);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the agent-check listeners: %m");
+        return 0;
+}
+
 static int server_start_control(struct server *s) {
         struct control_socket sock = {
                 .fd = s->listeners.control,
@@ -294,6 +354,7 @@ static int server_start_control(struct server *s) {
                 .status = control_on_status,
                 .set_timeout = control_on_set_timeout,
                 .reload = control_on_reload,
+                .set_draining = control_on_set_draining,
                 .userdata = s,
         };
         r = control_start(s->event, &s->control_iface, &sock, &s->control, what, sizeof(what));
@@ -542,6 +603,9 @@ static void server_log_started(struct server *s) {
         for (size_t i = 0; i < s->listeners.n_proxy && len < sizeof(buf); i++)
                 len += snprintf(buf + len, sizeof(buf) - len, ", %s (PROXY protocol)",
                                 listen_describe(s->listeners.proxy[i], one, sizeof(one)));
+        for (size_t i = 0; i < s->listeners.n_agent && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", agent-check %s",
+                                listen_describe(s->listeners.agent[i], one, sizeof(one)));
         log_info("uppercased %s running: %s model%s%s", VERSION, s->ops->name,
                  s->listeners.activated ? ", socket activated" : "", len ? buf : "");
 }
@@ -592,6 +656,8 @@ static int server_start(struct server *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
         r = server_start_control(s);
+        if (r >= 0)
+                r = server_start_agent(s);
         if (r < 0)
                 return r;
 
@@ -676,6 +742,9 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         int r;
 
         snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
+        if (gethostname(s.host, sizeof(s.host) - 1) < 0)
+                s.host[0] = '\0';
+        server_set_instance(&s);
         listeners_init(&s.listeners);
         handover_init(&s.handover);
 
@@ -691,6 +760,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         log_flush_suppressed();
         log_set_shared(NULL);
         control_free(s.control);
+        agent_free(s.agent);
         listeners_close(&s.listeners);
         sd_event_unref(s.event);
         shared_free(s.shared);

@@ -55,6 +55,7 @@ struct counters {
         atomic_uint_fast64_t proxy_refused_untrusted;   /* from a peer not in proxy.trusted */
         atomic_uint_fast64_t proxy_refused_malformed;   /* not a header, or ended before it did */
         atomic_uint_fast64_t proxy_refused_timeout;     /* not complete within proxy.timeout */
+        atomic_uint_fast64_t agent_checks;       /* agent-check answers (agent.h) */
 };
 
 /* Why a connection on a proxied listener was closed unanswered. */

@@ -203,6 +203,7 @@ SETTINGS = {
     "exempt": ("limits", "exempt"),
     "proxy_listen": ("proxy", "listen"), "proxy_trusted": ("proxy", "trusted"),
     "proxy_timeout": ("proxy", "timeout"),
+    "agent": ("agent", "listen"), "instance": ("instance", "name"),
 }
 
 

@@ -115,6 +115,10 @@ static void assert_config_eq(const struct config *a, const struct config *b) {
         for (size_t i = 0; i < a->n_proxy_trusted; i++)
                 ck_assert(addr_prefix_equal(&a->proxy_trusted[i], &b->proxy_trusted[i]));
         ck_assert_uint_eq(a->proxy_timeout_usec, b->proxy_timeout_usec);
+        ck_assert_uint_eq(a->n_agent, b->n_agent);
+        for (size_t i = 0; i < a->n_agent; i++)
+                ck_assert(addr_equal(&a->agent[i], &b->agent[i]));
+        ck_assert_str_eq(a->instance, b->instance);
 }
 
 static void assert_prefix(const struct addr_prefix *p, const char *text) {
@@ -205,6 +209,7 @@ START_TEST(test_shipped_complete) {
                 "log.clients", "log.rate", "log.burst",
                 "limits.tcp_per_source", "limits.udp_rate", "limits.udp_burst", "limits.udp_loop_guard",
                 "limits.exempt", "proxy.listen", "proxy.trusted", "proxy.timeout",
+                "limits.exempt", "agent.listen", "instance.name",
         };
         char path[PATH_MAX];
         config_t cfg;
@@ -292,6 +297,44 @@ START_TEST(test_all_settings) {
         assert_prefix(&c.exempt[1], "2001:db8::/32");
         assert_prefix(&c.exempt[2], "10.1.2.3");
         assert_prefix(&c.exempt[3], "::ffff:198.51.100.0/120");
+}
+END_TEST
+
+/* agent.listen: HAProxy agent-check listeners, none by default; the
+ * instance name: "" (the host name) by default. */
+START_TEST(test_agent_and_instance) {
+        char name[CONFIG_INSTANCE_MAX + 8];
+        struct config c;
+
+        config_defaults(&c);
+        ck_assert_uint_eq(c.n_agent, 0);
+        ck_assert_str_eq(c.instance, "");
+        load_ok("agent: {\n  listen = [ \"127.0.0.1:12001\", \"[::1]:12001\" ];\n};\n"
+                "instance: {\n  name = \"web-1.example:a_b\";\n};\n", &c);
+        ck_assert_uint_eq(c.n_agent, 2);
+        assert_addr(&c.agent[0], "127.0.0.1:12001");
+        assert_addr(&c.agent[1], "[::1]:12001");
+        ck_assert_str_eq(c.instance, "web-1.example:a_b");
+        config_instance_name(&c, "host", name, sizeof(name));
+        ck_assert_str_eq(name, "web-1.example:a_b");
+
+        load_ok("agent: { listen = []; };\ninstance: { name = \"\"; };\n", &c);
+        ck_assert_uint_eq(c.n_agent, 0);
+        config_instance_name(&c, "lab-vm", name, sizeof(name));
+        ck_assert_str_eq(name, "lab-vm");
+        /* What no name may hold is replaced; no host name at all. */
+        config_instance_name(&c, "a b\"c", name, sizeof(name));
+        ck_assert_str_eq(name, "a_b_c");
+        config_instance_name(&c, "", name, sizeof(name));
+        ck_assert_str_eq(name, "localhost");
+
+        memset(name, 'a', CONFIG_INSTANCE_MAX - 1);
+        name[CONFIG_INSTANCE_MAX - 1] = '\0';
+        ck_assert(config_instance_valid(name));
+        strcat(name, "a");
+        ck_assert(!config_instance_valid(name));
+        ck_assert(!config_instance_valid(""));
+        ck_assert(!config_instance_valid("a/b"));
 }
 END_TEST
 
@@ -501,7 +544,8 @@ static const struct {
 
         /* Unknown names. */
         { "listen: {};\n\nlsiten: {};\n", 3,
-          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log, limits, proxy)" },
+          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log, limits, proxy, "
+          "agent, instance)" },
         { "backlog = 5;\n", 1, "backlog: unknown group" },
         { "listen: {\n  tcp = [];\n  bakclog = 5;\n};\n", 3,
           "listen.bakclog: unknown setting (listen has: tcp, udp, backlog)" },
@@ -509,6 +553,19 @@ static const struct {
         { "timeouts: { read = \"5s\"; };\n", 1, "timeouts.read: unknown setting (timeouts has: idle, write, shutdown)" },
         { "\nlisten = 5;\n", 2, "listen: expected a group, listen: { ... };" },
         { "listen = [ \"1\" ];\n", 1, "listen: expected a group" },
+
+        /* agent, instance */
+        { "agent: {\n  listen = [ \"127.0.0.1:12001\",\n    \"localhost:12001\" ];\n};\n", 3,
+          "agent.listen[1]: invalid address \"localhost:12001\"" },
+        { "agent: {\n  listen = \"12001\";\n};\n", 2, "agent.listen: expected a list of \"ADDR:PORT\" strings" },
+        { "agent: {\n  listen = [ \"12001\", \"[::]:12001\" ];\n};\n", 2,
+          "agent.listen[1]: \"[::]:12001\" is listed twice" },
+        { "agent: {\n  port = 12001;\n};\n", 2, "agent.port: unknown setting (agent has: listen)" },
+        { "instance: {\n  name = \"web 1\";\n};\n", 2,
+          "instance.name: invalid instance name \"web 1\" (expected \"\" for the host name, or 1..64 letters" },
+        { "instance: {\n\n  name = \"a\\\"b\";\n};\n", 3, "instance.name: invalid instance name" },
+        { "instance: {\n  name = 1;\n};\n", 2, "instance.name: expected a string, got an integer" },
+        { "instance = \"web1\";\n", 1, "instance: expected a group, instance: { ... };" },
 
         /* listen */
         { "listen: {\n  tcp = [];\n  backlog = 0;\n};\n", 3, "listen.backlog: 0 is out of range (expected 1..65535)" },
@@ -769,6 +826,15 @@ START_TEST(test_validate) {
         c.control_path[0] = '/';
         ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
         ck_assert_str_eq(err, "control socket path is too long (at most 107 bytes)");
+
+        /* An agent-check port cannot be a service port too. */
+        config_defaults(&c);
+        c.n_agent = 1;
+        ck_assert_int_eq(addr_parse("12000", &c.agent[0]), 0);
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_str_eq(err, "agent address [::]:12000 is a TCP listen address too");
+        ck_assert_int_eq(addr_parse("12001", &c.agent[0]), 0);
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
 }
 END_TEST
 
@@ -870,6 +936,7 @@ Suite *config_suite(void) {
 
         tc = tcase_create("misc");
         tcase_add_test(tc, test_validate);
+        tcase_add_test(tc, test_agent_and_instance);
         tcase_add_test(tc, test_model_strings);
         tcase_add_test(tc, test_default_control_path);
         suite_add_tcase(s, tc);
