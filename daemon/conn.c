@@ -138,8 +138,10 @@ static void conn_refuse_proxied(struct shared *sh, int fd, const union sockaddr_
 static struct conn_origin origin_of_header(struct shared *sh, const struct proxy_outcome *o) {
         struct conn_origin origin = { .peer = o->peer, .via = o->peer };
 
-        COUNTER_ADD(sh, proxy_v1, o->h.version == 1);
-        COUNTER_ADD(sh, proxy_v2, o->h.version == 2);
+        if (o->h.version == 1)
+                COUNTER_ADD(sh, proxy_v1, 1);
+        else
+                COUNTER_ADD(sh, proxy_v2, 1);
         if (o->h.kind == PROXY_CLIENT) {
                 origin.peer = o->h.src;
                 return origin;

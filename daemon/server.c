@@ -249,6 +249,9 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
 
         notify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec_monotonic());
         r = server_load_config(s->overrides, &c, path, sizeof(path), err, errlen);
+        /* Proxied sockets from systemd need what the file may not ask for. */
+        if (r >= 0 && s->listeners.n_proxy > 0)
+                r = config_check_proxy(&c, err, errlen);
         if (r < 0) {
                 log_error("Reload failed, keeping the old configuration: %s", err);
                 notify_send("READY=1");

@@ -380,3 +380,15 @@ def test_restart_keeps_the_named_client(store_daemon, model_name):
     assert "192.0.2.30" in control(d, "connections")
     s.sendall(b".\n")
     assert recv_until_eof(s) == (b"", "eof")
+
+
+def test_reload_keeps_trusted_for_passed_sockets(daemon_factory):
+    """Under socket activation the file need not list the proxied sockets,
+    but a reload that empties proxy.trusted is refused all the same."""
+    d = daemon_factory("event", activate=True, activate_names="tcp:udp:control:proxy",
+                       activate_proxy=True, proxy_trusted=["127.0.0.1"])
+    d.config.update(proxy_trusted=[])
+    d.write_config()
+    p = ctl(d.activate_control, "reload")
+    assert p.returncode != 0 and "proxy.trusted is empty" in p.stderr, (p.stdout, p.stderr)
+    assert one_shot(d, v1("192.0.2.40", 40))[:2] == (b"CIAO\n", "eof")
