@@ -407,6 +407,7 @@ static void server_stop(struct server *s, const char *why) {
         notify_send("STOPPING=1");
         log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
         s->ops->stop(s->worker);
+        listeners_stop_accepting(&s->listeners);
         server_update_status(s);
         r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_drain_tick, s);
         if (r < 0) {
