@@ -22,6 +22,10 @@ const struct control_command_info control_commands[_CONTROL_MAX] = {
                               "VALUE: seconds, or 250ms, 30s, 5m; 0 = off" },
         [CONTROL_RELOAD] = { "reload", "", 0, 0,
                              "re-read the configuration; fails when it is rejected" },
+        [CONTROL_DRAIN] = { "drain", "", 0, 0,
+                            "the agent-check answers drain: the balancer sends no\n"
+                            "new connections, open sessions go on" },
+        [CONTROL_READY] = { "ready", "", 0, 0, "the agent-check answers ready again" },
         [CONTROL_HELP] = { "help", "", 0, 0, "show this help" },
 };
 

@@ -20,6 +20,10 @@
  *
  * Requests:
  *   status | stats | connections | reload | help
+ *   drain | ready              what the balancer agent answers (the
+ *                              reply: "balancer draining|ready" and
+ *                              "changed yes|no"); new connections are
+ *                              still served: the balancer stops sending.
  *   timeout [NAME [VALUE]]     VALUE as duration_parse(): 30, 1.5, 250ms,
  *                              30s, 5m, 1h; 0 turns the timeout off. */
 
@@ -52,6 +56,8 @@ enum control_command {
         CONTROL_CONNECTIONS,
         CONTROL_TIMEOUT,
         CONTROL_RELOAD,
+        CONTROL_DRAIN,
+        CONTROL_READY,
         CONTROL_HELP,
         _CONTROL_MAX,
 };

@@ -12,6 +12,8 @@ const struct ctl_command ctl_commands[] = {
         { &control_commands[CONTROL_CONNECTIONS], false, { ctl_human_connections, ctl_json_connections, NULL } },
         { &control_commands[CONTROL_TIMEOUT], false, { ctl_human_timeout, ctl_json_fields, NULL } },
         { &control_commands[CONTROL_RELOAD], false, { ctl_human_reload, ctl_json_reload, NULL } },
+        { &control_commands[CONTROL_DRAIN], false, { ctl_human_drain, ctl_json_fields, NULL } },
+        { &control_commands[CONTROL_READY], false, { ctl_human_drain, ctl_json_fields, NULL } },
         { &control_commands[CONTROL_HELP], true, { ctl_usage, ctl_usage, NULL } },
 };
 _Static_assert(sizeof(ctl_commands) / sizeof(ctl_commands[0]) == _CONTROL_MAX, "every command of the protocol");

@@ -81,7 +81,10 @@ static const struct {
         { "config",           "Configuration" },
         { "socket_activated", "Socket activated" },
         { "connections",      "Connections" },
+        { "instance",         "Instance" },
+        { "balancer",         "Balancer" },
         { "listen",           "Listening on" },
+        { "agent",            "Agent-check on" },
 };
 
 static const char *status_label(const char *key) {
@@ -150,11 +153,21 @@ static const struct {
         { "invalid_utf8",    "invalid UTF-8 bytes",    UNIT_NONE },
         { "workers_died",    "workers died",           UNIT_NONE },
         { "log.suppressed",  "log entries suppressed", UNIT_NONE },
+        { "agent.checks",    "agent checks answered",  UNIT_NONE },
+        { "draining",        "draining",               UNIT_SWITCH },
         { "limits.tcp_per_source", "TCP per source",   UNIT_LIMIT },
         { "limits.udp_rate", "UDP rate per source",    UNIT_RATE },
         { "limits.udp_burst", "UDP burst per source",  UNIT_NONE },
         { "limits.udp_loop_guard", "UDP loop guard",   UNIT_SWITCH },
         { "limits.exempt",   "exempt sources",         UNIT_LIST },
+        { "proxy.v1",        "v1 headers",             UNIT_NONE },
+        { "proxy.v2",        "v2 headers",             UNIT_NONE },
+        { "proxy.health_checks", "health checks",      UNIT_NONE },
+        { "proxy.refused_untrusted", "refused (untrusted)", UNIT_NONE },
+        { "proxy.refused_malformed", "refused (malformed)", UNIT_NONE },
+        { "proxy.refused_timeout", "refused (timeout)", UNIT_NONE },
+        { "proxy.timeout",   "header timeout",         UNIT_SECONDS },
+        { "proxy.trusted",   "trusted balancers",      UNIT_LIST },
 };
 
 /* In this order; a key that matches no prefix belongs to "other". */
@@ -166,11 +179,12 @@ static const struct {
         { NULL,        "Other" },
         { "timeouts.", "Timeouts" },
         { "limits.",   "Limits" },
+        { "proxy.",    "PROXY protocol" },
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 /* Shown in the heading, not in a section. */
-static const char *const stat_heading_keys[] = { "version", "pid", "model", "uptime_seconds" };
+static const char *const stat_heading_keys[] = { "version", "pid", "model", "uptime_seconds", "instance" };
 
 struct stat_row {
         char label[LABEL_MAX];
@@ -244,11 +258,15 @@ static void stats_heading(const struct ctl_reply *r, struct textbuf *out) {
         const char *pid = ctl_fields_get(r->fields, r->n_fields, "pid");
         const char *model = ctl_fields_get(r->fields, r->n_fields, "model");
         const char *uptime = ctl_fields_get(r->fields, r->n_fields, "uptime_seconds");
+        const char *instance = ctl_fields_get(r->fields, r->n_fields, "instance");
         char buf[CTL_FORMAT_BUF];
 
-        textbuf_printf(out, "uppercased %s, pid %s, %s model, up %s\n", version ? version : "?",
+        textbuf_printf(out, "uppercased %s, pid %s, %s model, up %s", version ? version : "?",
                        pid ? pid : "?", model ? model : "?",
                        uptime ? ctl_format_uptime(strtod(uptime, NULL), buf, sizeof(buf)) : "?");
+        if (instance)
+                textbuf_printf(out, ", instance %s", instance);
+        textbuf_printf(out, "\n");
 }
 
 /* The values of the run of fields with the key of fields[i], joined; returns
@@ -417,6 +435,23 @@ int ctl_human_timeout(const struct ctl_reply *r, struct textbuf *out) {
                 textbuf_printf(out, "%-*s  %*s%s\n", nw, r->fields[i].key, vw,
                                off ? "off" : r->fields[i].value, off ? "" : " s");
         }
+        return ctl_output_result(out);
+}
+
+/* drain, ready: what the agent-check answers now, and whether that is new. */
+int ctl_human_drain(const struct ctl_reply *r, struct textbuf *out) {
+        const char *state = ctl_fields_get(r->fields, r->n_fields, "balancer");
+        const char *changed = ctl_fields_get(r->fields, r->n_fields, "changed");
+
+        if (!state || !changed)
+                return -EBADMSG;
+        if (strcmp(state, "draining") == 0)
+                textbuf_printf(out, "%s: the agent-check answers drain; the balancer sends no new "
+                               "connections, open ones go on\n",
+                               strcmp(changed, "yes") == 0 ? "Draining" : "Already draining");
+        else
+                textbuf_printf(out, "%s: the agent-check answers ready; the balancer sends new connections\n",
+                               strcmp(changed, "yes") == 0 ? "Ready" : "Already ready");
         return ctl_output_result(out);
 }
 

@@ -27,9 +27,16 @@ static const struct {
         { "socket_activated", JSON_BOOL },
         { "udp_loop_guard",   JSON_BOOL },
         { "listen",           JSON_LIST },
+        { "agent",            JSON_LIST },
+        { "instance",         JSON_STRING },
+        { "balancer",         JSON_STRING },
+        { "changed",          JSON_BOOL },
+        { "draining",         JSON_BOOL },
         { "exempt",           JSON_LIST },
+        { "trusted",          JSON_LIST },
         { "peer",             JSON_STRING },
         { "address",          JSON_STRING },
+        { "via",              JSON_STRING },
         { "protocol",         JSON_STRING },
 };
 

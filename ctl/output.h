@@ -53,6 +53,7 @@ int ctl_human_stats(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_connections(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_timeout(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_reload(const struct ctl_reply *r, struct textbuf *out);
+int ctl_human_drain(const struct ctl_reply *r, struct textbuf *out);
 
 /* The -ENOBUFS check every printer ends with. */
 static inline int ctl_output_result(const struct textbuf *out) {

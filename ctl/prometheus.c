@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* stats in the Prometheus text exposition format, for node_exporter's
- * textfile collector: one "# HELP" and "# TYPE" per family, then samples. */
+ * textfile collector: one "# HELP" and "# TYPE" per family, then samples.
+ * Every sample carries the daemon's instance name as the label
+ * uppercased_instance, so that several daemons' files in one textfile
+ * directory, or several hosts in one Prometheus, keep their series apart.
+ * Not "instance": that is Prometheus's own target label, and a series
+ * bringing its own is renamed exported_instance on scrape. */
 #include <errno.h>
 #include <string.h>
 
 #include "output.h"
+
+#define PROM_INSTANCE_LABEL "uppercased_instance"
 
 struct metric {
         const char *key;        /* the reply key; with label: a prefix */
@@ -55,6 +62,10 @@ static const struct metric metrics[] = {
           "Worker processes that were killed." },
         { "log.suppressed", "uppercased_log_suppressed_total", "counter", NULL,
           "Client log entries suppressed by the rate limit (counted and summarised)." },
+        { "draining", "uppercased_draining", "gauge", NULL,
+          "1 while drained (uppercasectl drain): the agent-check asks the balancer for no new connections." },
+        { "agent.checks", "uppercased_agent_checks_total", "counter", NULL,
+          "Agent-check connections answered." },
         { "timeouts.", "uppercased_timeout_seconds", "gauge", "name",
           "Timeouts in force, in seconds; 0 is off." },
         { "limits.tcp_per_source", "uppercased_limit_tcp_per_source", "gauge", NULL,
@@ -65,6 +76,14 @@ static const struct metric metrics[] = {
           "UDP datagrams answered at once per source before the rate applies." },
         { "limits.udp_loop_guard", "uppercased_limit_udp_loop_guard", "gauge", NULL,
           "1 when UDP datagrams from ports below 1024 and from our own ports are dropped." },
+        { "proxy.v", "uppercased_proxy_headers_total", "counter", "version",
+          "PROXY protocol headers read on proxied listeners, by version." },
+        { "proxy.health_checks", "uppercased_proxy_health_checks_total", "counter", NULL,
+          "Balancer health checks (PROXY v2 LOCAL, v1 UNKNOWN) served." },
+        { "proxy.refused_", "uppercased_proxy_refused_total", "counter", "reason",
+          "Connections on proxied listeners closed unanswered: untrusted peer, malformed header, timeout." },
+        { "proxy.timeout", "uppercased_proxy_timeout_seconds", "gauge", NULL,
+          "Time a PROXY header has to arrive, in seconds." },
 };
 
 static void prom_append_label_value(struct textbuf *out, const char *v) {
@@ -82,16 +101,40 @@ static void prom_family(struct textbuf *out, const char *name, const char *type,
         textbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* name="value" after sep, when there is a value. */
+static void prom_label(struct textbuf *out, const char *sep, const char *name, const char *value) {
+        textbuf_printf(out, "%s%s=\"", sep, name);
+        prom_append_label_value(out, value);
+        textbuf_printf(out, "\"");
+}
+
+/* {uppercased_instance="web1",name="value"}: the instance label when the
+ * daemon sent its name, then the sample's own label, if any. */
+static void prom_labels(const struct ctl_reply *r, struct textbuf *out, const char *name, const char *value) {
+        const char *instance = ctl_fields_get(r->fields, r->n_fields, "instance");
+
+        if (!instance && !name)
+                return;
+        textbuf_printf(out, "{");
+        if (instance)
+                prom_label(out, "", PROM_INSTANCE_LABEL, instance);
+        if (name)
+                prom_label(out, instance ? "," : "", name, value);
+        textbuf_printf(out, "}");
+}
+
 static void prom_info(const struct ctl_reply *r, struct textbuf *out) {
+        const char *instance = ctl_fields_get(r->fields, r->n_fields, "instance");
         const char *version = ctl_fields_get(r->fields, r->n_fields, "version");
         const char *model = ctl_fields_get(r->fields, r->n_fields, "model");
 
         prom_family(out, "uppercased_info", "gauge", "Version and worker model of the running uppercased.");
-        textbuf_printf(out, "uppercased_info{version=\"");
-        prom_append_label_value(out, version ? version : "");
-        textbuf_printf(out, "\",model=\"");
-        prom_append_label_value(out, model ? model : "");
-        textbuf_printf(out, "\"} 1\n");
+        textbuf_printf(out, "uppercased_info{");
+        if (instance)
+                prom_label(out, "", PROM_INSTANCE_LABEL, instance);
+        prom_label(out, instance ? "," : "", "version", version ? version : "");
+        prom_label(out, ",", "model", model ? model : "");
+        textbuf_printf(out, "} 1\n");
 }
 
 /* The label value a field gives m, NULL when the field is not m's. */
@@ -129,11 +172,7 @@ static int prom_metric(const struct ctl_reply *r, const struct metric *m, struct
                         prom_family(out, m->name, m->type, m->help);
                 any = true;
                 textbuf_printf(out, "%s", m->name);
-                if (m->label) {
-                        textbuf_printf(out, "{%s=\"", m->label);
-                        prom_append_label_value(out, label);
-                        textbuf_printf(out, "\"}");
-                }
+                prom_labels(r, out, m->label, label);
                 textbuf_printf(out, " %s\n", value);
         }
         return 0;

@@ -80,6 +80,7 @@ void config_defaults(struct config *c) {
                 .udp_rate = 100,
                 .udp_burst = 200,
                 .udp_loop_guard = true,
+                .proxy_timeout_usec = 3 * USEC_PER_SEC,
         };
         addr_any(&c->tcp[0]);
         addr_any(&c->udp[0]);
@@ -314,7 +315,7 @@ static int parse_prefix_elem(struct parse_ctx *ctx, const config_setting_t *e, c
         return 0;
 }
 
-/* limits.exempt. */
+/* limits.exempt, proxy.trusted. */
 static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s) {
         static const struct list_kind kind = {
                 "a list of \"ADDR\" or \"ADDR/LEN\" strings, e.g. [ \"127.0.0.0/8\" ]",
@@ -322,6 +323,51 @@ static int parse_prefixes(struct parse_ctx *ctx, const struct setting_def *d, co
         };
 
         return parse_list(ctx, d, s, &kind);
+}
+
+static bool instance_char(char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                ch == '.' || ch == '-' || ch == '_' || ch == ':';
+}
+
+bool config_instance_valid(const char *s) {
+        size_t len = strlen(s);
+
+        if (len == 0 || len >= CONFIG_INSTANCE_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!instance_char(s[i]))
+                        return false;
+        return true;
+}
+
+void config_instance_name(const struct config *c, const char *host, char *buf, size_t len) {
+        size_t i = 0;
+
+        if (c->instance[0]) {
+                snprintf(buf, len, "%s", c->instance);
+                return;
+        }
+        for (; host && host[i] && i + 1 < len && i + 1 < CONFIG_INSTANCE_MAX; i++)
+                buf[i] = instance_char(host[i]) ? host[i] : '_';
+        buf[i] = '\0';
+        if (i == 0)
+                snprintf(buf, len, "localhost");
+}
+
+/* instance.name: "" for the host name. */
+static int parse_instance(struct parse_ctx *ctx, const struct setting_def *d, const config_setting_t *s) {
+        char *buf = field_of(ctx->c, d->offset);
+        const char *name = get_string(ctx, s, "a string");
+
+        if (!name)
+                return -EINVAL;
+        if (name[0] && !config_instance_valid(name))
+                return setting_error(ctx, s, "invalid instance name \"%s\" (expected \"\" for the host name, "
+                                     "or 1..%d letters, digits, '.', '-', '_' or ':')", name,
+                                     CONFIG_INSTANCE_MAX - 1);
+        memcpy(buf, name, strlen(name) + 1);
+        return 0;
 }
 
 static int parse_control_path(struct parse_ctx *ctx, const struct setting_def *d,
@@ -471,6 +517,11 @@ static const struct setting_def settings[] = {
         { "limits",   "udp_burst",       parse_unsigned,     FIELD(udp_burst), 0, 1, 1000000 },
         { "limits",   "udp_loop_guard",  parse_bool,         FIELD(udp_loop_guard), 0, 0, 0 },
         { "limits",   "exempt",          parse_prefixes,     FIELD(exempt), FIELD(n_exempt), 0, 0 },
+        { "proxy",    "listen",          parse_listen,       FIELD(proxy_listen), FIELD(n_proxy_listen), 0, 0 },
+        { "proxy",    "trusted",         parse_prefixes,     FIELD(proxy_trusted), FIELD(n_proxy_trusted), 0, 0 },
+        { "proxy",    "timeout",         parse_duration,     FIELD(proxy_timeout_usec), 0, 0, 0 },
+        { "agent",    "listen",          parse_listen,       FIELD(agent), FIELD(n_agent), 0, 0 },
+        { "instance", "name",            parse_instance,     FIELD(instance), 0, 0, 0 },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -549,6 +600,16 @@ static int parse_root(struct parse_ctx *ctx, const config_setting_t *root) {
         return 0;
 }
 
+/* proxy.listen set: its other settings must make it usable, said at the
+ * line of proxy.listen. */
+static int check_proxy_at(struct parse_ctx *ctx, config_t *cfg) {
+        char why[CONFIG_ERR_MAX];
+
+        if (config_check_proxy(ctx->c, why, sizeof(why)) == 0)
+                return 0;
+        return setting_error(ctx, config_lookup(cfg, "proxy.listen"), "%s", why);
+}
+
 /* ---- loading ---------------------------------------------------------- */
 
 /* Opens path for libconfig.  A directory is refused here because flex's
@@ -609,6 +670,8 @@ int config_load(const char *path, struct config *c, char *err, size_t errlen) {
         r = read_config(&cfg, f, path, err, errlen);
         if (r == 0)
                 r = parse_root(&ctx, config_root_setting(&cfg));
+        if (r == 0 && tmp.n_proxy_listen > 0)
+                r = check_proxy_at(&ctx, &cfg);
         config_destroy(&cfg);
         fclose(f);
         if (r < 0)
@@ -638,6 +701,16 @@ static int validate_range(const struct config *c, const struct setting_def *d, c
         return 0;
 }
 
+int config_check_proxy(const struct config *c, char *err, size_t errlen) {
+        if (c->n_proxy_trusted == 0)
+                return errbuf_set(err, errlen, -EINVAL, "proxied listeners but proxy.trusted is empty: "
+                                  "list the balancers that may send a PROXY header");
+        if (c->proxy_timeout_usec == 0)
+                return errbuf_set(err, errlen, -EINVAL, "proxy.timeout is 0: a PROXY header needs a time "
+                                  "limit, or a silent peer holds its connection for ever");
+        return 0;
+}
+
 int config_validate(const struct config *c, char *err, size_t errlen) {
         size_t len = strnlen(c->control_path, sizeof(c->control_path));
 
@@ -647,13 +720,37 @@ int config_validate(const struct config *c, char *err, size_t errlen) {
                         return r;
         }
 
-        if (c->n_tcp == 0 && c->n_udp == 0) {
-                return errbuf_set(err, errlen, -EINVAL, "nothing to listen on: listen.tcp and listen.udp are both empty");
+        if (c->n_tcp == 0 && c->n_udp == 0 && c->n_proxy_listen == 0) {
+                return errbuf_set(err, errlen, -EINVAL, "nothing to listen on: listen.tcp, listen.udp and "
+                                  "proxy.listen are all empty");
         }
-        if (c->n_tcp > CONFIG_MAX_LISTEN || c->n_udp > CONFIG_MAX_LISTEN) {
+        if (c->n_proxy_listen > 0) {
+                int r = config_check_proxy(c, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        if (c->n_tcp > CONFIG_MAX_LISTEN || c->n_udp > CONFIG_MAX_LISTEN || c->n_proxy_listen > CONFIG_MAX_LISTEN) {
                 return errbuf_set(err, errlen, -EINVAL, "too many listen addresses, at most %d per protocol",
                              CONFIG_MAX_LISTEN);
         }
+        if (c->n_agent > CONFIG_MAX_LISTEN)
+                return errbuf_set(err, errlen, -EINVAL, "too many agent addresses, at most %d", CONFIG_MAX_LISTEN);
+        for (size_t i = 0; i < c->n_agent; i++)
+                for (size_t j = 0; j < c->n_tcp; j++)
+                        if (addr_equal(&c->agent[i], &c->tcp[j])) {
+                                char text[ADDR_TEXT_MAX];
+
+                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a TCP listen "
+                                                  "address too", addr_format(&c->agent[i].sa, text));
+                        }
+        for (size_t i = 0; i < c->n_agent; i++)
+                for (size_t j = 0; j < c->n_proxy_listen; j++)
+                        if (addr_equal(&c->agent[i], &c->proxy_listen[j])) {
+                                char text[ADDR_TEXT_MAX];
+
+                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a proxied "
+                                                  "listen address too", addr_format(&c->agent[i].sa, text));
+                        }
         if (!model_to_string(c->model)) {
                 return errbuf_set(err, errlen, -EINVAL, "invalid worker model %d", (int) c->model);
         }

@@ -20,6 +20,8 @@
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_PREFIXES 64
 #define CONFIG_ERR_MAX 512
+/* An instance name, NUL included: a host name fits (HOST_NAME_MAX 64). */
+#define CONFIG_INSTANCE_MAX 65
 
 enum worker_model {
         MODEL_EVENT,
@@ -65,6 +67,21 @@ struct config {
         bool udp_loop_guard;             /* drop datagrams from ports 0..1023 and our own */
         struct addr_prefix exempt[CONFIG_MAX_PREFIXES]; /* counted, never limited per source */
         size_t n_exempt;
+        /* proxy { listen = [...]; trusted = [...]; timeout = "3s"; }: TCP
+         * listeners whose every connection starts with a PROXY header
+         * (proxy.h), from a balancer in trusted. */
+        struct addr proxy_listen[CONFIG_MAX_LISTEN];
+        size_t n_proxy_listen;
+        struct addr_prefix proxy_trusted[CONFIG_MAX_PREFIXES];
+        size_t n_proxy_trusted;
+        uint64_t proxy_timeout_usec;     /* for the whole header, > 0 */
+
+        /* agent { listen = [ "ADDR:PORT", ... ]; }: HAProxy's agent-check */
+        struct addr agent[CONFIG_MAX_LISTEN];
+        size_t n_agent;
+
+        /* instance { name = "web1"; }: "" = the host name (config_instance_name()) */
+        char instance[CONFIG_INSTANCE_MAX];
 };
 
 /* Built-in defaults (SPEC §3): [::]:12000 for TCP and UDP, event model. */
@@ -75,11 +92,22 @@ void config_defaults(struct config *c);
  * err. */
 int config_load(const char *path, struct config *c, char *err, size_t errlen);
 
+/* With proxied listeners: whether proxy.trusted and proxy.timeout make
+ * them usable (checked by config_load() and config_validate(), and on a
+ * start with proxied sockets from systemd). */
+int config_check_proxy(const struct config *c, char *err, size_t errlen);
 /* Checks cross-field constraints (after command-line overrides too). */
 int config_validate(const struct config *c, char *err, size_t errlen);
 
 const char *model_to_string(enum worker_model m);
 int model_from_string(const char *s);   /* enum value, or -EINVAL */
+
+/* Whether s is a valid instance name: 1..64 bytes of letters, digits and
+ * ".-_:" (so it is one word on the control socket and a plain label). */
+bool config_instance_valid(const char *s);
+/* The instance name in force: c->instance, or host (gethostname()) with
+ * anything not valid in a name replaced by '_', or "localhost" when empty. */
+void config_instance_name(const struct config *c, const char *host, char *buf, size_t len);
 
 /* Default control socket path: /run/uppercased/control.sock for root, else
  * $XDG_RUNTIME_DIR/uppercased/control.sock (falls back to the root one). */

@@ -7,6 +7,7 @@
 #include "duration.h"
 #include "handover.h"
 #include "log.h"
+#include "proxy-wait.h"
 
 _Static_assert(UPCASE_OUT_MAX(CONN_READ_MAX) <= HANDOVER_PENDING_MAX,
                "a connection's pending replies fit in its hand-over record");
@@ -17,6 +18,7 @@ static void conn_log(const struct conn_slot *slot, enum client_event_kind kind, 
         struct client_event ev = {
                 .kind = kind,
                 .peer = slot->peer,
+                .via = slot->via,
                 .conn_id = atomic_load_explicit(&slot->id, memory_order_relaxed),
                 .bytes_in = atomic_load_explicit(&slot->bytes_in, memory_order_relaxed),
                 .bytes_out = atomic_load_explicit(&slot->bytes_out, memory_order_relaxed),
@@ -24,26 +26,39 @@ static void conn_log(const struct conn_slot *slot, enum client_event_kind kind, 
                 .reason = reason,
         };
 
-        log_client(&ev);
+        /* A balancer's health check is not a client. */
+        if (!slot->health_check)
+                log_client(&ev);
 }
 
-static void conn_log_refused(const union sockaddr_union *peer, enum reject_reason why) {
-        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = *peer, .reject = why };
+static void conn_log_refused(const struct conn_origin *o, enum reject_reason why) {
+        struct client_event ev = { .kind = CLIENT_TCP_REJECTED, .peer = o->peer, .via = o->via, .reject = why };
 
-        log_client(&ev);
+        if (!o->health_check)
+                log_client(&ev);
 }
 
-struct conn_slot *conn_admit(struct shared *sh, int fd, const union sockaddr_union *peer) {
+static struct conn_origin origin_direct(const union sockaddr_union *peer) {
+        return (struct conn_origin) { .peer = *peer, .via.sa.sa_family = AF_UNSPEC };
+}
+
+struct conn_slot *conn_admit_from(struct shared *sh, int fd, const struct conn_origin *o) {
         enum reject_reason why;
-        struct conn_slot *slot = conn_slot_take(sh, peer, &why);
+        struct conn_slot *slot = conn_slot_take_from(sh, o, &why);
 
         if (!slot) {
                 close(fd);
-                conn_log_refused(peer, why);
+                conn_log_refused(o, why);
                 return NULL;
         }
         conn_log(slot, CLIENT_TCP_OPEN, CLOSE_ERROR);
         return slot;
+}
+
+struct conn_slot *conn_admit(struct shared *sh, int fd, const union sockaddr_union *peer) {
+        struct conn_origin o = origin_direct(peer);
+
+        return conn_admit_from(sh, fd, &o);
 }
 
 bool accept_error_pauses(int err) {
@@ -78,11 +93,111 @@ static bool conn_workers_full(const struct conn_admission *a) {
         return true;
 }
 
-int conn_accept(const struct conn_admission *a, int listen_fd) {
+/* Admits a connection from o under every limit and gives it to the model. */
+static void conn_take(const struct conn_admission *a, int fd, const struct conn_origin *o) {
+        struct conn_slot *slot;
+
+        if (conn_workers_full(a)) {
+                close(fd);
+                conn_log_refused(o, REJECT_CONNECTIONS);
+                return;
+        }
+        slot = conn_admit_from(a->shared, fd, o);
+        if (slot)
+                a->start(a->userdata, fd, slot);
+}
+
+/* ---- proxied listeners ---- */
+
+static void conn_refuse_proxied(struct shared *sh, int fd, const union sockaddr_union *peer,
+                                enum proxy_refusal why) {
+        struct client_event ev = {
+                .kind = CLIENT_PROXY_REFUSED,
+                .peer = *peer,
+                .refusal = why,
+                .proxy_timeout_usec = atomic_load(&sh->live.proxy_timeout_usec),
+        };
+
+        close(fd);
+        switch (why) {
+        case PROXY_REFUSED_UNTRUSTED:
+                COUNTER_ADD(sh, proxy_refused_untrusted, 1);
+                break;
+        case PROXY_REFUSED_TIMEOUT:
+                COUNTER_ADD(sh, proxy_refused_timeout, 1);
+                break;
+        default:
+                COUNTER_ADD(sh, proxy_refused_malformed, 1);
+                break;
+        }
+        log_client(&ev);
+}
+
+/* Who a header says the connection is from.  With no client named (LOCAL,
+ * UNKNOWN: the balancer's own check) the socket's addresses apply. */
+static struct conn_origin origin_of_header(struct shared *sh, const struct proxy_outcome *o) {
+        struct conn_origin origin = { .peer = o->peer, .via = o->peer };
+
+        if (o->h.version == 1)
+                COUNTER_ADD(sh, proxy_v1, 1);
+        else
+                COUNTER_ADD(sh, proxy_v2, 1);
+        if (o->h.kind == PROXY_CLIENT) {
+                origin.peer = o->h.src;
+                return origin;
+        }
+        COUNTER_ADD(sh, proxy_health_checks, 1);
+        origin.via.sa.sa_family = AF_UNSPEC;
+        origin.health_check = true;
+        return origin;
+}
+
+static void conn_proxied_done(void *userdata, const struct proxy_outcome *o) {
+        const struct conn_admission *a = userdata;
+        struct conn_origin origin;
+
+        if (o->result == PROXY_WAIT_TIMEOUT) {
+                conn_refuse_proxied(a->shared, o->fd, &o->peer, PROXY_REFUSED_TIMEOUT);
+                return;
+        }
+        if (o->result != PROXY_WAIT_HEADER) {
+                conn_refuse_proxied(a->shared, o->fd, &o->peer, PROXY_REFUSED_MALFORMED);
+                return;
+        }
+        origin = origin_of_header(a->shared, o);
+        conn_take(a, o->fd, &origin);
+}
+
+void conn_proxied_run(const struct conn_admission *a, struct proxy_wait *w, uint64_t now) {
+        proxy_wait_run(w, now, atomic_load(&a->shared->live.proxy_timeout_usec), conn_proxied_done, (void *) a);
+}
+
+uint64_t conn_proxied_deadline(const struct conn_admission *a, const struct proxy_wait *w) {
+        return proxy_wait_deadline(w, atomic_load(&a->shared->live.proxy_timeout_usec));
+}
+
+/* A connection on a proxied listener waits for its header in w, if its
+ * peer may send one. */
+static void conn_wait_header(const struct conn_admission *a, struct proxy_wait *w, int fd,
+                             const union sockaddr_union *peer) {
+        int r;
+
+        if (!shared_proxy_trusted(a->shared, peer)) {
+                conn_refuse_proxied(a->shared, fd, peer, PROXY_REFUSED_UNTRUSTED);
+                return;
+        }
+        r = proxy_wait_add(w, fd, peer, now_usec_monotonic());
+        if (r < 0) {
+                log_warning_errno(r, "Failed to wait for a PROXY header: %m");
+                close(fd);
+        }
+}
+
+static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, int listen_fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
-                struct conn_slot *slot;
+                struct conn_origin o;
                 int fd;
 
                 if (shared_conn_fds_full(a->shared))
@@ -90,34 +205,40 @@ int conn_accept(const struct conn_admission *a, int listen_fd) {
                 fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                         return accept_error_pauses(errno) ? errno : 0;
-                if (conn_workers_full(a)) {
-                        close(fd);
-                        conn_log_refused(&peer, REJECT_CONNECTIONS);
+                if (w) {
+                        conn_wait_header(a, w, fd, &peer);
                         continue;
                 }
-                slot = conn_admit(a->shared, fd, &peer);
-                if (slot)
-                        a->start(a->userdata, fd, slot);
+                o = origin_direct(&peer);
+                conn_take(a, fd, &o);
         }
         return 0;
 }
 
+int conn_accept(const struct conn_admission *a, int listen_fd) {
+        return accept_batch(a, NULL, listen_fd);
+}
+
+int conn_accept_proxied(const struct conn_admission *a, struct proxy_wait *w, int listen_fd) {
+        return accept_batch(a, w, listen_fd);
+}
+
 struct conn_slot *conn_resume(struct shared *sh, int fd, uint64_t id, const struct handover_conn *rec) {
-        union sockaddr_union peer;
-        socklen_t len = sizeof(peer);
+        struct conn_origin o = { .via.sa.sa_family = AF_UNSPEC };
+        socklen_t len = sizeof(o.peer);
         uint64_t now = now_usec_monotonic();
         enum reject_reason why;
         struct conn_slot *slot;
 
         if (rec)
-                peer = rec->peer;
-        else if (getpeername(fd, &peer.sa, &len) < 0)
+                o = (struct conn_origin) { .peer = rec->peer, .via = rec->via, .health_check = rec->health_check };
+        else if (getpeername(fd, &o.peer.sa, &len) < 0)
                 return NULL;
-        slot = rec ? conn_slot_resume(sh, id, &peer, rec->start_realtime_usec, rec->start_usec,
+        slot = rec ? conn_slot_resume(sh, id, &o, rec->start_realtime_usec, rec->start_usec,
                                       rec->bytes_in, rec->bytes_out, &why)
-                   : conn_slot_resume(sh, id, &peer, now_usec_realtime(), now, 0, 0, &why);
+                   : conn_slot_resume(sh, id, &o, now_usec_realtime(), now, 0, 0, &why);
         if (!slot) {
-                conn_log_refused(&peer, why);
+                conn_log_refused(&o, why);
                 return NULL;
         }
         conn_log(slot, CLIENT_TCP_RESUMED, CLOSE_ERROR);

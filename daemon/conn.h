@@ -50,6 +50,7 @@
 
 struct handover;
 struct handover_conn;
+struct proxy_wait;
 
 /* How a model takes the connections conn_accept() admits. */
 struct conn_admission {
@@ -70,6 +71,19 @@ struct conn_admission {
  * (fdbudget.h). */
 int conn_accept(const struct conn_admission *a, int listen_fd);
 
+/* conn_accept() for a proxied listener (proxy.listen): a connection from a
+ * peer in proxy.trusted waits in w for its PROXY header (proxy-wait.h),
+ * any other is closed unanswered, counted and logged. */
+int conn_accept_proxied(const struct conn_admission *a, struct proxy_wait *w, int listen_fd);
+/* The connections waiting in w whose header came, failed or timed out
+ * (proxy.timeout) by now: admitted as from the client the header names
+ * (a balancer's health check as itself, uncounted per source, unlogged)
+ * and handed to the model, or closed unanswered, counted and logged. */
+void conn_proxied_run(const struct conn_admission *a, struct proxy_wait *w, uint64_t now);
+/* When conn_proxied_run() is due for the timeout; UINT64_MAX: not before
+ * input comes. */
+uint64_t conn_proxied_deadline(const struct conn_admission *a, const struct proxy_wait *w);
+
 /* Whether accept() failed for want of descriptors or memory: retrying at
  * once would spin, accepting pauses instead. */
 bool accept_error_pauses(int err);
@@ -84,6 +98,8 @@ bool warning_due(uint64_t *last_warned, uint64_t now);
  * Accept=yes connection): its slot, logged as opened; or NULL when it is
  * over a limit, fd then closed, counted and logged. */
 struct conn_slot *conn_admit(struct shared *sh, int fd, const union sockaddr_union *peer);
+/* The same for a connection from origin (behind a balancer). */
+struct conn_slot *conn_admit_from(struct shared *sh, int fd, const struct conn_origin *origin);
 
 /* Admits a connection the previous instance handed over, with its record
  * (NULL when the state was lost: resumed afresh), logged as resumed; NULL

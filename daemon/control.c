@@ -79,6 +79,13 @@ static void reply_duration(struct textbuf *out, const char *key, uint64_t usec) 
 static void reply_common(const struct control_status *st, struct textbuf *out) {
         textbuf_printf(out, "version %s\npid %d\nmodel %s\n", VERSION, (int) getpid(), st->model);
         reply_duration(out, "uptime_seconds", now_usec_monotonic() - st->start_usec);
+        /* A label on every Prometheus series: several instances' stats in
+         * one place stay apart. */
+        textbuf_printf(out, "instance %s\n", st->instance ? st->instance : "");
+}
+
+static const char *balancer_state(bool draining) {
+        return draining ? "draining" : "ready";
 }
 
 static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
@@ -92,8 +99,12 @@ static void cmd_status(const struct control_daemon *d, struct textbuf *out) {
                       st.threads, st.stopping ? "stopping" : "running",
                       st.config_file[0] ? st.config_file : "(built-in defaults)",
                       st.activated ? "yes" : "no", atomic_load(&d->shared->tcp_active));
+        textbuf_printf(out, "balancer %s\n", balancer_state(st.draining));
         for (size_t i = 0; i < st.n_listen; i++)
-                textbuf_printf(out, "listen %s\n", listen_describe(st.listen[i], buf, sizeof(buf)));
+                textbuf_printf(out, "listen %s%s\n", listen_describe(st.listen[i], buf, sizeof(buf)),
+                               st.proxied[i] ? " (PROXY protocol)" : "");
+        for (size_t i = 0; i < st.n_agent; i++)
+                textbuf_printf(out, "agent %s\n", listen_describe(st.agent[i], buf, sizeof(buf)));
 }
 
 #define LOAD(x) ((uint64_t) atomic_load_explicit(&(x), memory_order_relaxed))
@@ -110,6 +121,31 @@ static void reply_limits(const struct shared *sh, struct textbuf *out) {
         /* Only this thread (the main loop, on reload) changes the list. */
         for (size_t i = 0; i < l->n_exempt; i++)
                 textbuf_printf(out, "limits.exempt %s\n", addr_prefix_format(&l->exempt[i], net));
+}
+
+static bool status_proxied(const struct control_status *st) {
+        for (size_t i = 0; i < st->n_listen; i++)
+                if (st->proxied[i])
+                        return true;
+        return false;
+}
+
+/* Proxied listeners' counters and settings; only when there are some. */
+static void reply_proxy(const struct shared *sh, struct textbuf *out) {
+        const struct counters *k = &sh->c;
+        const struct source_limits *l = sh->limits;
+        char net[ADDR_PREFIX_MAX];
+
+        textbuf_printf(out, "proxy.v1 %" PRIu64 "\nproxy.v2 %" PRIu64 "\nproxy.health_checks %" PRIu64 "\n",
+                       LOAD(k->proxy_v1), LOAD(k->proxy_v2), LOAD(k->proxy_health_checks));
+        textbuf_printf(out, "proxy.refused_untrusted %" PRIu64 "\nproxy.refused_malformed %" PRIu64 "\n"
+                       "proxy.refused_timeout %" PRIu64 "\n",
+                       LOAD(k->proxy_refused_untrusted), LOAD(k->proxy_refused_malformed),
+                       LOAD(k->proxy_refused_timeout));
+        reply_duration(out, "proxy.timeout", atomic_load(&sh->live.proxy_timeout_usec));
+        /* Only this thread (the main loop, on reload) changes the list. */
+        for (size_t i = 0; i < l->n_proxy_trusted; i++)
+                textbuf_printf(out, "proxy.trusted %s\n", addr_prefix_format(&l->proxy_trusted[i], net));
 }
 
 static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
@@ -138,6 +174,8 @@ static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
                       LOAD(k->udp_rate_limited), LOAD(k->udp_loop_dropped));
         textbuf_printf(out, "invalid_utf8 %" PRIu64 "\nworkers_died %" PRIu64 "\nlog.suppressed %" PRIu64 "\n",
                       LOAD(k->invalid_utf8), LOAD(k->workers_died), LOAD(k->log_suppressed));
+        textbuf_printf(out, "draining %s\nagent.checks %" PRIu64 "\n", st.draining ? "yes" : "no",
+                      LOAD(k->agent_checks));
         for (int t = 0; t < _TIMEOUT_MAX; t++) {
                 char key[32];
 
@@ -145,18 +183,25 @@ static void cmd_stats(const struct control_daemon *d, struct textbuf *out) {
                 reply_duration(out, key, shared_timeout(sh, t));
         }
         reply_limits(sh, out);
+        if (status_proxied(&st))
+                reply_proxy(sh, out);
 }
 
 static void reply_connection(const struct conn_slot *slot, uint64_t id, uint64_t now, struct textbuf *out) {
         uint64_t last = LOAD(slot->last_active_usec);
-        char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF];
+        char peer[ADDR_TEXT_MAX], age[DURATION_BUF], idle[DURATION_BUF], via[ADDR_TEXT_MAX + 8] = "";
 
+        /* Behind a balancer: which one. */
+        if (slot->via.sa.sa_family != AF_UNSPEC) {
+                memcpy(via, " via=", 5);
+                addr_format(&slot->via, via + 5);
+        }
         textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age=%s idle=%s "
-                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d\n",
+                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d%s\n",
                       id, addr_format(&slot->peer, peer),
                       duration_format_sec(now - slot->start_usec, age, sizeof(age)),
                       duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle)),
-                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid));
+                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid), via);
 }
 
 /* The connection list from cursor->next on, up to about CONTROL_CHUNK
@@ -201,6 +246,20 @@ static void cmd_timeout(const struct control_daemon *d, const struct control_req
 static bool cmd_reload(const struct control_daemon *d, uid_t uid, pid_t pid, char *err, size_t errlen) {
         log_info("Reload requested by uid %u (pid %d)", (unsigned) uid, (int) pid);
         return d->reload(d->userdata, err, errlen) >= 0;
+}
+
+/* drain, ready: logged once per change, with who asked; asking again
+ * changes nothing and says so ("changed no"). */
+static void cmd_drain(const struct control_daemon *d, bool draining, uid_t uid, pid_t pid, struct textbuf *out) {
+        bool changed = d->set_draining(d->userdata, draining);
+
+        if (changed && draining)
+                log_notice("Draining, asked by uid %u (pid %d): the agent-check now answers drain, "
+                           "open connections go on", (unsigned) uid, (int) pid);
+        else if (changed)
+                log_notice("Ready, asked by uid %u (pid %d): the agent-check now answers ready",
+                           (unsigned) uid, (int) pid);
+        textbuf_printf(out, "balancer %s\nchanged %s\n", balancer_state(draining), changed ? "yes" : "no");
 }
 
 /* "help timeout [NAME [VALUE]]  list, show or set ...", from the table
@@ -252,6 +311,10 @@ void control_dispatch(const struct control_daemon *d, const char *line, size_t l
                         textbuf_printf(out, "ERROR %s\n", err);
                         return;
                 }
+                break;
+        case CONTROL_DRAIN:
+        case CONTROL_READY:
+                cmd_drain(d, req.command == CONTROL_DRAIN, uid, pid, out);
                 break;
         default:
                 cmd_help(out);

@@ -22,8 +22,10 @@
 /* Control clients served at once, at most (fewer when the descriptor
  * limit is low: fdbudget.h). */
 #define CONTROL_CLIENTS_MAX 64
-/* Sockets "status" lists: TCP, UDP and the control socket. */
-#define CONTROL_LISTEN_MAX 33
+/* Sockets "status" lists: TCP, UDP, proxied TCP and the control socket. */
+#define CONTROL_LISTEN_MAX 49
+/* Agent-check sockets "status" lists. */
+#define CONTROL_AGENT_MAX 16
 
 /* What "status" reports beyond the shared area. */
 struct control_status {
@@ -34,7 +36,12 @@ struct control_status {
         bool activated;                   /* socket activated */
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         int listen[CONTROL_LISTEN_MAX];   /* the sockets served */
+        bool proxied[CONTROL_LISTEN_MAX]; /* ...a PROXY header first */
         size_t n_listen;
+        int agent[CONTROL_AGENT_MAX];     /* the agent-check sockets */
+        size_t n_agent;
+        bool draining;                    /* uppercasectl drain: what the agent answers */
+        const char *instance;             /* the instance name (the host name by default) */
 };
 
 /* The daemon, as the control socket sees it. */
@@ -45,6 +52,9 @@ struct control_daemon {
         void (*set_timeout)(void *userdata, enum timeout_id t, uint64_t usec);
         /* Re-reads the configuration: 0, or -errno with the reason in err. */
         int (*reload)(void *userdata, char *err, size_t errlen);
+        /* Sets what the balancer agent answers (drain or ready); new
+         * connections are served either way.  Returns whether it changed. */
+        bool (*set_draining)(void *userdata, bool draining);
         void *userdata;
 };
 

@@ -60,7 +60,11 @@ unsigned fd_own_estimate(const struct config *c) {
         /* An event loop has an epoll and an eventfd. */
         unsigned loops = c->model == MODEL_EVENT ? c->threads : 0;
 
-        return FD_OWN_BASE + (unsigned) (c->n_tcp + c->n_udp) + 2 * loops;
+        /* Proxied listeners, and a set of connections waiting for their
+         * header per loop that accepts (proxy-wait.h). */
+        unsigned proxied = c->n_proxy_listen ? (unsigned) c->n_proxy_listen + (loops ? loops : 1) : 0;
+
+        return FD_OWN_BASE + (unsigned) (c->n_tcp + c->n_udp + c->n_agent) + 2 * loops + proxied;
 }
 
 void fd_budget_plan(struct fd_budget *b, unsigned limit, unsigned own, bool conns_hold_fds) {

@@ -6,8 +6,8 @@
  * At start the soft RLIMIT_NOFILE is raised to the hard limit, as systemd
  * advises services that do not use select(): the soft limit of 1024 exists
  * for select()'s sake.  The limit is then shared out:
- *   - the daemon's own descriptors (listening sockets, event loops, the
- *     journal, ...), counted once it is set up;
+ *   - the daemon's own descriptors (listening sockets, agent-check ones
+ *     included, event loops, the journal, ...), counted once it is set up;
  *   - FD_SPARE for descriptors it opens for a moment (an accept refused at
  *     once, the hand-over state and its barrier, a reload's file);
  *   - control clients: up to CONTROL_CLIENTS_MAX, a quarter of what is

@@ -20,11 +20,14 @@
  * the pending bytes.  The version changes with any change of layout; a
  * successor that does not know it resumes the connections without their
  * state rather than misreading it. */
-static const char handover_magic[8] = { 'U', 'P', 'C', 'H', 'O', 'V', '0', '1' };
+static const char handover_magic[8] = { 'U', 'P', 'C', 'H', 'O', 'V', '0', '0' + HANDOVER_VERSION };
+#define MAGIC_VERSION_AT 7
 #define STATE_MAX (256 * 1024 * 1024)
 #define BARRIER_USEC (5 * USEC_PER_SEC)
 
-enum { FLAG_DOT_QUIT = 1 << 0, FLAG_QUIT = 1 << 1 };
+enum { FLAG_DOT_QUIT = 1 << 0, FLAG_QUIT = 1 << 1, FLAG_HEALTH_CHECK = 1 << 2 };
+#define FLAGS_V1 (FLAG_DOT_QUIT | FLAG_QUIT)
+#define FLAGS_V2 (FLAGS_V1 | FLAG_HEALTH_CHECK)
 
 static void put(struct textbuf *b, uint64_t v, unsigned bytes) {
         char le[8];
@@ -42,12 +45,18 @@ static size_t peer_len(const union sockaddr_union *sa) {
         return sa->sa.sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
-void handover_encode(struct textbuf *b, const struct handover_conn *c) {
-        size_t plen = peer_len(&c->peer);
+/* An address: its length (0: none, AF_UNSPEC), then its bytes. */
+static void put_addr(struct textbuf *b, const union sockaddr_union *sa) {
+        size_t len = sa->sa.sa_family == AF_UNSPEC ? 0 : peer_len(sa);
 
+        put(b, len, 1);
+        textbuf_append(b, (const char *) sa, len);
+}
+
+void handover_encode(struct textbuf *b, const struct handover_conn *c) {
         put(b, c->id, 8);
-        put(b, plen, 1);
-        textbuf_append(b, (const char *) &c->peer, plen);
+        put_addr(b, &c->peer);
+        put_addr(b, &c->via);
         put(b, c->start_realtime_usec, 8);
         put(b, c->start_usec, 8);
         put(b, c->bytes_in, 8);
@@ -55,17 +64,23 @@ void handover_encode(struct textbuf *b, const struct handover_conn *c) {
         put(b, c->up.ntail, 1);
         textbuf_append(b, (const char *) c->up.tail, sizeof(c->up.tail));
         put(b, c->up.line, 1);
-        put(b, (c->up.dot_quit ? FLAG_DOT_QUIT : 0) | (c->up.quit ? FLAG_QUIT : 0), 1);
+        put(b, (c->up.dot_quit ? FLAG_DOT_QUIT : 0) | (c->up.quit ? FLAG_QUIT : 0) |
+                       (c->health_check ? FLAG_HEALTH_CHECK : 0), 1);
         put(b, c->pending_len, 4);
         if (c->pending_len > 0)
                 textbuf_append(b, (const char *) c->pending, c->pending_len);
 }
 
 int handover_decode_header(const uint8_t *buf, size_t len, size_t *off) {
-        if (len < sizeof(handover_magic) || memcmp(buf, handover_magic, sizeof(handover_magic)) != 0)
+        int version;
+
+        if (len < sizeof(handover_magic) || memcmp(buf, handover_magic, MAGIC_VERSION_AT) != 0)
+                return -EBADMSG;
+        version = buf[MAGIC_VERSION_AT] - '0';
+        if (version < 1 || version > HANDOVER_VERSION)
                 return -EBADMSG;
         *off = sizeof(handover_magic);
-        return 0;
+        return version;
 }
 
 /* A cursor over the record being decoded; any read past the end marks it
@@ -101,21 +116,36 @@ static bool peer_valid(const union sockaddr_union *sa, size_t len) {
                (sa->sa.sa_family == AF_INET6 && len == sizeof(struct sockaddr_in6));
 }
 
-int handover_decode(const uint8_t *buf, size_t len, size_t *off, struct handover_conn *c) {
+/* put_addr()'s address into *sa; false when it is not one (none is one
+ * only where optional). */
+static bool get_addr(struct reader *r, union sockaddr_union *sa, bool optional) {
+        size_t len = get(r, 1);
+        const uint8_t *p = take(r, len);
+
+        if (len == 0) {
+                sa->sa.sa_family = AF_UNSPEC;
+                return optional && !r->truncated;
+        }
+        if (!p || len > sizeof(*sa))
+                return false;
+        memcpy(sa, p, len);
+        return peer_valid(sa, len);
+}
+
+int handover_decode(const uint8_t *buf, size_t len, int version, size_t *off, struct handover_conn *c) {
         struct reader r = { buf, len, *off, false };
         const uint8_t *p;
-        size_t plen;
         unsigned flags;
 
         if (*off >= len)
                 return 0;
         memset(c, 0, sizeof(*c));
         c->id = get(&r, 8);
-        plen = get(&r, 1);
-        p = take(&r, plen);
-        if (!p || plen > sizeof(c->peer))
+        if (!get_addr(&r, &c->peer, false))
                 return -EBADMSG;
-        memcpy(&c->peer, p, plen);
+        c->via.sa.sa_family = AF_UNSPEC;
+        if (version >= 2 && !get_addr(&r, &c->via, true))
+                return -EBADMSG;
         c->start_realtime_usec = get(&r, 8);
         c->start_usec = get(&r, 8);
         c->bytes_in = get(&r, 8);
@@ -128,9 +158,10 @@ int handover_decode(const uint8_t *buf, size_t len, size_t *off, struct handover
         flags = get(&r, 1);
         c->up.dot_quit = flags & FLAG_DOT_QUIT;
         c->up.quit = flags & FLAG_QUIT;
+        c->health_check = flags & FLAG_HEALTH_CHECK;
         c->pending_len = get(&r, 4);
         c->pending = take(&r, c->pending_len);
-        if (r.truncated || c->id == 0 || !peer_valid(&c->peer, plen) || flags > (FLAG_DOT_QUIT | FLAG_QUIT) ||
+        if (r.truncated || c->id == 0 || flags > (version >= 2 ? FLAGS_V2 : FLAGS_V1) ||
             c->pending_len > HANDOVER_PENDING_MAX || !upcase_state_valid(&c->up))
                 return -EBADMSG;
         if (c->pending_len == 0)
@@ -142,6 +173,8 @@ int handover_decode(const uint8_t *buf, size_t len, size_t *off, struct handover
 void handover_conn_from_slot(struct handover_conn *c, const struct conn_slot *slot) {
         c->id = atomic_load_explicit(&slot->id, memory_order_relaxed);
         c->peer = slot->peer;
+        c->via = slot->via;
+        c->health_check = slot->health_check;
         c->start_realtime_usec = slot->start_realtime_usec;
         c->start_usec = slot->start_usec;
         c->bytes_in = atomic_load_explicit(&slot->bytes_in, memory_order_relaxed);
@@ -303,12 +336,12 @@ static int conn_compare(const void *a, const void *b) {
 
 static int state_decode(struct handover_state *st) {
         size_t off, cap = 0;
-        int r = handover_decode_header(st->buf, st->len, &off);
+        int version = handover_decode_header(st->buf, st->len, &off), r = version;
 
         while (r >= 0) {
                 struct handover_conn c;
 
-                r = handover_decode(st->buf, st->len, &off, &c);
+                r = handover_decode(st->buf, st->len, version, &off, &c);
                 if (r <= 0)
                         break;
                 if (st->n == cap) {

@@ -37,7 +37,9 @@
  * buffer (or, when encoding, at the caller's replies). */
 struct handover_conn {
         uint64_t id;
-        union sockaddr_union peer;
+        union sockaddr_union peer;      /* the client (struct conn_origin) */
+        union sockaddr_union via;       /* its balancer, AF_UNSPEC when direct */
+        bool health_check;
         uint64_t start_realtime_usec;
         uint64_t start_usec;            /* CLOCK_MONOTONIC: the same across processes */
         uint64_t bytes_in;
@@ -58,12 +60,17 @@ struct handover_conn {
  * one record (b->overflow tells whether it fitted). */
 void handover_encode_header(struct textbuf *b);
 void handover_encode(struct textbuf *b, const struct handover_conn *c);
-/* Checks the header at buf; returns the offset of the first record or
- * -EBADMSG. */
+/* The layout handover_encode() writes.  Version 1 (uppercased 1.0) had no
+ * balancer (via, health_check): it is still read, so that an upgrade from
+ * it keeps the connections' state. */
+#define HANDOVER_VERSION 2
+/* Checks the header at buf; returns its layout version (1 or 2), the offset
+ * of the first record in *off; or -EBADMSG. */
 int handover_decode_header(const uint8_t *buf, size_t len, size_t *off);
-/* Decodes the record at *off and advances it.  Returns 1, 0 at the end of
- * buf, or -EBADMSG for a truncated or inconsistent record. */
-int handover_decode(const uint8_t *buf, size_t len, size_t *off, struct handover_conn *c);
+/* Decodes the record (of layout version) at *off and advances it.  Returns
+ * 1, 0 at the end of buf, or -EBADMSG for a truncated or inconsistent
+ * record. */
+int handover_decode(const uint8_t *buf, size_t len, int version, size_t *off, struct handover_conn *c);
 
 struct conn_slot;
 /* Fills the slot's part of a record: id, peer, times, counters. */

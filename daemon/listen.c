@@ -64,6 +64,18 @@ static int listen_take_fd(struct listeners *l, int fd) {
         return -EBADMSG;
 }
 
+/* A socket named "proxy" or "agent": told apart from the plain TCP
+ * listeners by its name alone, so it must be a TCP listening socket. */
+static int listen_take_named_tcp(int *fds, size_t *n, int fd) {
+        int r = fd_make_nonblocking_cloexec(fd);
+
+        if (r < 0)
+                return r;
+        if (sd_is_socket_inet(fd, 0, SOCK_STREAM, 1, 0) <= 0)
+                return -EBADMSG;
+        return listeners_add(fds, n, fd);
+}
+
 static int listen_take_resumed(struct listeners *l, int fd, uint64_t id) {
         struct passed_conn *n;
         int r = fd_make_nonblocking_cloexec(fd);
@@ -91,7 +103,12 @@ static int listen_take_named(struct listeners *l, int fd, const char *name) {
                 l->state = fd;
                 return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -errno : 0;
         }
-        r = listen_take_fd(l, fd);
+        if (strcmp(name, LISTEN_PROXY_NAME) == 0)
+                r = listen_take_named_tcp(l->proxy, &l->n_proxy, fd);
+        else if (strcmp(name, LISTEN_AGENT_NAME) == 0)
+                r = listen_take_named_tcp(l->agent, &l->n_agent, fd);
+        else
+                r = listen_take_fd(l, fd);
         return r < 0 ? r : 1;
 }
 
@@ -159,15 +176,14 @@ fail:;
 }
 
 static int bind_list(int *fds, size_t *n, const struct addr *addrs, size_t count,
-                     int type, int backlog, char *what, size_t len) {
+                     int type, int backlog, const char *kind, char *what, size_t len) {
         for (size_t i = 0; i < count; i++) {
                 int fd = socket_bind(&addrs[i], type, backlog);
 
                 if (fd < 0) {
                         char text[ADDR_TEXT_MAX];
 
-                        snprintf(what, len, "%s %s", type == SOCK_STREAM ? "tcp" : "udp",
-                                 addr_format(&addrs[i].sa, text));
+                        snprintf(what, len, "%s %s", kind, addr_format(&addrs[i].sa, text));
                         return fd;
                 }
                 fds[(*n)++] = fd;
@@ -178,10 +194,16 @@ static int bind_list(int *fds, size_t *n, const struct addr *addrs, size_t count
 int listen_bind(struct listeners *l, const struct config *c, char *what, size_t len) {
         int r;
 
-        r = bind_list(l->tcp, &l->n_tcp, c->tcp, c->n_tcp, SOCK_STREAM, c->backlog, what, len);
-        if (r < 0)
-                return r;
-        return bind_list(l->udp, &l->n_udp, c->udp, c->n_udp, SOCK_DGRAM, 0, what, len);
+        r = bind_list(l->tcp, &l->n_tcp, c->tcp, c->n_tcp, SOCK_STREAM, c->backlog, "tcp", what, len);
+        if (r >= 0)
+                r = bind_list(l->proxy, &l->n_proxy, c->proxy_listen, c->n_proxy_listen, SOCK_STREAM,
+                              c->backlog, "proxied tcp", what, len);
+        if (r >= 0)
+                r = bind_list(l->udp, &l->n_udp, c->udp, c->n_udp, SOCK_DGRAM, 0, "udp", what, len);
+        if (r >= 0)
+                r = bind_list(l->agent, &l->n_agent, c->agent, c->n_agent, SOCK_STREAM, c->backlog,
+                              "agent", what, len);
+        return r;
 }
 
 void listeners_close(struct listeners *l) {
@@ -189,6 +211,10 @@ void listeners_close(struct listeners *l) {
                 close(l->tcp[i]);
         for (size_t i = 0; i < l->n_udp; i++)
                 close(l->udp[i]);
+        for (size_t i = 0; i < l->n_proxy; i++)
+                close(l->proxy[i]);
+        for (size_t i = 0; i < l->n_agent; i++)
+                close(l->agent[i]);
         if (l->control >= 0)
                 close(l->control);
         if (l->connected >= 0)

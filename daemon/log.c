@@ -269,42 +269,83 @@ static const char *drop_text(enum udp_drop why) {
         }
 }
 
+static const char *refusal_name(enum proxy_refusal why) {
+        switch (why) {
+        case PROXY_REFUSED_UNTRUSTED:
+                return "untrusted";
+        case PROXY_REFUSED_TIMEOUT:
+                return "timeout";
+        default:
+                return "malformed";
+        }
+}
+
+static void refusal_text(const struct client_event *ev, char *buf, size_t len) {
+        char d[32];
+
+        switch (ev->refusal) {
+        case PROXY_REFUSED_UNTRUSTED:
+                snprintf(buf, len, "PROXY header refused: peer not in proxy.trusted");
+                break;
+        case PROXY_REFUSED_TIMEOUT:
+                snprintf(buf, len, "no PROXY header within %s s",
+                         duration_format_sec(ev->proxy_timeout_usec, d, sizeof(d)));
+                break;
+        default:
+                snprintf(buf, len, "no valid PROXY header");
+                break;
+        }
+}
+
+/* "192.0.2.7 port 40512", and " via 10.0.0.5 port 55000" behind a balancer. */
+static void client_who(const struct client_event *ev, const char *host, unsigned port, char *buf, size_t len) {
+        char via[ADDR_HOST_MAX];
+
+        if (ev->via.sa.sa_family == AF_UNSPEC || !addr_format_host(&ev->via, via))
+                snprintf(buf, len, "%s port %u", host, port);
+        else
+                snprintf(buf, len, "%s port %u via %s port %u", host, port, via, addr_port(&ev->via));
+}
+
 static void client_message(const struct client_event *ev, const char *host, unsigned port, char *buf) {
         /* Rounded to the millisecond, without going through floating point. */
         uint64_t msec = (ev->duration_usec + USEC_PER_MSEC / 2) / USEC_PER_MSEC;
+        char who[2 * ADDR_HOST_MAX + 32], why[64];
 
+        client_who(ev, host, port, who, sizeof(who));
         switch (ev->kind) {
         case CLIENT_TCP_OPEN:
-                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u", host, port);
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s", who);
                 break;
         case CLIENT_TCP_REJECTED:
-                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u rejected: %s",
-                             host, port, reject_text(ev->reject));
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s rejected: %s", who, reject_text(ev->reject));
+                break;
+        case CLIENT_PROXY_REFUSED:
+                refusal_text(ev, why, sizeof(why));
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s closed unanswered: %s", who, why);
                 break;
         case CLIENT_UDP_DROPPED:
-                field_printf(buf, MESSAGE_KEY "udp datagram from %s port %u dropped: %s",
-                             host, port, drop_text(ev->drop));
+                field_printf(buf, MESSAGE_KEY "udp datagram from %s dropped: %s", who, drop_text(ev->drop));
                 break;
         case CLIENT_TCP_RESUMED:
-                field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u resumed after a restart",
-                             host, port);
+                field_printf(buf, MESSAGE_KEY "tcp connection from %s resumed after a restart", who);
                 break;
         case CLIENT_TCP_CLOSE:
                 if (ev->reason == CLOSE_HANDOVER)
-                        field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u handed over for a restart: "
+                        field_printf(buf, MESSAGE_KEY "tcp connection from %s handed over for a restart: "
                                      "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
-                                     host, port, ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
+                                     who, ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
                 else
-                        field_printf(buf, MESSAGE_KEY "tcp connection from %s port %u closed (%s): "
+                        field_printf(buf, MESSAGE_KEY "tcp connection from %s closed (%s): "
                                      "%" PRIu64 " bytes in, %" PRIu64 " bytes out, %" PRIu64 ".%03u s",
-                                     host, port, close_reason_to_string(ev->reason),
+                                     who, close_reason_to_string(ev->reason),
                                      ev->bytes_in, ev->bytes_out, msec / 1000, (unsigned) (msec % 1000));
                 break;
         case CLIENT_UDP:
         default:
-                field_printf(buf, MESSAGE_KEY "udp datagram from %s port %u: "
+                field_printf(buf, MESSAGE_KEY "udp datagram from %s: "
                              "%" PRIu64 " bytes in, %" PRIu64 " bytes out",
-                             host, port, ev->bytes_in, ev->bytes_out);
+                             who, ev->bytes_in, ev->bytes_out);
                 break;
         }
 }
@@ -322,6 +363,14 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
         field_printf(fields[n++], "REMOTE_ADDR=%s", host);
         field_printf(fields[n++], "REMOTE_PORT=%u", port);
         field_printf(fields[n++], "PROTOCOL=%s", protocol_name(ev->kind));
+        if (ev->via.sa.sa_family != AF_UNSPEC && addr_format_host(&ev->via, host)) {
+                field_printf(fields[n++], "PROXY_ADDR=%s", host);
+                field_printf(fields[n++], "PROXY_PORT=%u", addr_port(&ev->via));
+        }
+        if (ev->kind == CLIENT_PROXY_REFUSED) {
+                field_printf(fields[n++], "PROXY_REFUSED=%s", refusal_name(ev->refusal));
+                return n;
+        }
         if (ev->kind == CLIENT_TCP_REJECTED)
                 return n;
         if (ev->kind == CLIENT_UDP_DROPPED) {

@@ -55,11 +55,13 @@ enum client_event_kind {
         CLIENT_UDP,
         CLIENT_UDP_DROPPED,            /* not answered: drop says why */
         CLIENT_TCP_RESUMED,            /* handed over by the previous instance */
+        CLIENT_PROXY_REFUSED,          /* proxied listener, no header taken: refusal says why */
 };
 
 struct client_event {
         enum client_event_kind kind;
-        union sockaddr_union peer;
+        union sockaddr_union peer;     /* the client (CLIENT_PROXY_REFUSED: the socket's peer) */
+        union sockaddr_union via;      /* TCP behind a balancer: it; AF_UNSPEC when direct */
         uint64_t conn_id;              /* TCP only */
         uint64_t bytes_in;
         uint64_t bytes_out;
@@ -67,6 +69,8 @@ struct client_event {
         enum close_reason reason;
         enum reject_reason reject;     /* CLIENT_TCP_REJECTED */
         enum udp_drop drop;            /* CLIENT_UDP_DROPPED */
+        enum proxy_refusal refusal;    /* CLIENT_PROXY_REFUSED */
+        uint64_t proxy_timeout_usec;   /* CLIENT_PROXY_REFUSED, PROXY_REFUSED_TIMEOUT */
 };
 
 void log_client(const struct client_event *ev);
@@ -79,7 +83,7 @@ void log_flush_suppressed(void);
 /* Pure formatting, for the journal and for tests.  Fills fields[] with
  * "KEY=value" strings (MESSAGE first) and returns how many; each buffer is
  * LOG_FIELD_MAX bytes. */
-#define LOG_FIELDS_MAX 10
+#define LOG_FIELDS_MAX 12
 #define LOG_FIELD_MAX 256
 int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX]);
 

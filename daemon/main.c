@@ -15,7 +15,8 @@
 
 #define SYNOPSIS \
         "Usage: uppercased [-c FILE] [-m event|thread|process] [-t THREADS]\n" \
-        "                  [--tcp ADDR:PORT]... [--udp ADDR:PORT]... [--control PATH]\n" \
+        "                  [--tcp ADDR:PORT]... [--udp ADDR:PORT]... [--proxy-tcp ADDR:PORT]...\n" \
+        "                  [--agent ADDR:PORT]... [--control PATH]\n" \
         "                  [-n|--check-config] [-d|--debug] [-V|--version] [-h|--help]\n"
 
 static void usage(FILE *f) {
@@ -28,6 +29,10 @@ static void usage(FILE *f) {
               "  -t, --threads N       event loops (event model) or UDP threads (thread model)\n"
               "      --tcp ADDR:PORT   serve TCP here instead of the configured addresses\n"
               "      --udp ADDR:PORT   serve UDP here instead of the configured addresses\n"
+              "      --proxy-tcp ADDR:PORT\n"
+              "                        serve TCP behind a load balancer here, every connection\n"
+              "                        starting with a PROXY header (instead of proxy.listen)\n"
+              "      --agent ADDR:PORT answer HAProxy's agent-check here (ready or drain)\n"
               "      --control PATH    control socket path\n"
               "  -n, --check-config    check the configuration and exit\n"
               "  -d, --debug           log debug messages\n"
@@ -86,13 +91,15 @@ static int parse_control_path(const char *arg, const char **ret) {
 
 /* Returns 1 to run, 0 to exit successfully, -EINVAL on a usage error. */
 static int parse_argv(int argc, char *argv[], struct overrides *o, bool *check, bool *debug) {
-        enum { OPT_TCP = 0x100, OPT_UDP, OPT_CONTROL };
+        enum { OPT_TCP = 0x100, OPT_UDP, OPT_PROXY_TCP, OPT_AGENT, OPT_CONTROL };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "model", required_argument, NULL, 'm' },
                 { "threads", required_argument, NULL, 't' },
                 { "tcp", required_argument, NULL, OPT_TCP },
                 { "udp", required_argument, NULL, OPT_UDP },
+                { "proxy-tcp", required_argument, NULL, OPT_PROXY_TCP },
+                { "agent", required_argument, NULL, OPT_AGENT },
                 { "control", required_argument, NULL, OPT_CONTROL },
                 { "check-config", no_argument, NULL, 'n' },
                 { "debug", no_argument, NULL, 'd' },
@@ -120,6 +127,12 @@ static int parse_argv(int argc, char *argv[], struct overrides *o, bool *check, 
                         break;
                 case OPT_UDP:
                         r = parse_addr_option(optarg, o->udp, &o->n_udp, &o->udp_given);
+                        break;
+                case OPT_PROXY_TCP:
+                        r = parse_addr_option(optarg, o->proxy, &o->n_proxy, &o->proxy_given);
+                        break;
+                case OPT_AGENT:
+                        r = parse_addr_option(optarg, o->agent, &o->n_agent, &o->agent_given);
                         break;
                 case OPT_CONTROL:
                         r = parse_control_path(optarg, &o->control_path);

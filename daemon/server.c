@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "agent.h"
 #include "conn.h"
 #include "control.h"
 #include "duration.h"
@@ -34,6 +35,8 @@
 #define TICK_USEC USEC_PER_SEC
 
 _Static_assert(2 * CONFIG_MAX_LISTEN + 1 <= CONTROL_LISTEN_MAX, "status lists every socket");
+_Static_assert(CONFIG_MAX_LISTEN <= CONTROL_AGENT_MAX && CONFIG_MAX_LISTEN <= AGENT_LISTEN_MAX,
+               "every agent-check socket is served and listed");
 
 struct server {
         sd_event *event;
@@ -46,6 +49,11 @@ struct server {
         struct worker *worker;            /* the model's own state */
         struct control *control;
         struct control_daemon control_iface;
+        struct agent *agent;              /* the agent-check listeners, NULL when none */
+        struct agent_daemon agent_iface;
+        bool draining;                    /* uppercasectl drain: kept across reloads, not restarts */
+        char host[CONFIG_INSTANCE_MAX];   /* the host name at start */
+        char instance[CONFIG_INSTANCE_MAX]; /* the instance name in force */
         uint64_t start_usec;              /* CLOCK_MONOTONIC */
         bool stopping;
         uint64_t stop_deadline;           /* CLOCK_MONOTONIC */
@@ -82,6 +90,14 @@ static void overrides_apply(const struct overrides *o, struct config *c) {
                 memcpy(c->udp, o->udp, sizeof(o->udp));
                 c->n_udp = o->n_udp;
         }
+        if (o->proxy_given) {
+                memcpy(c->proxy_listen, o->proxy, sizeof(o->proxy));
+                c->n_proxy_listen = o->n_proxy;
+        }
+        if (o->agent_given) {
+                memcpy(c->agent, o->agent, sizeof(o->agent));
+                c->n_agent = o->n_agent;
+        }
         if (o->control_path)
                 snprintf(c->control_path, sizeof(c->control_path), "%s", o->control_path);
 }
@@ -117,6 +133,8 @@ static void server_apply_live(struct server *s, const struct config *c) {
         atomic_store(&live->udp_burst, c->udp_burst);
         atomic_store(&live->udp_loop_guard, c->udp_loop_guard);
         shared_set_exempt(s->shared, c->exempt, c->n_exempt);
+        shared_set_proxy_trusted(s->shared, c->proxy_trusted, c->n_proxy_trusted);
+        atomic_store(&live->proxy_timeout_usec, c->proxy_timeout_usec);
         log_set_client_limits(c->log_clients, c->log_rate, c->log_burst);
 }
 
@@ -138,6 +156,9 @@ static void server_keep_restart_settings(const struct config *old, struct config
                 { "listen.tcp", !addrs_equal(old->tcp, old->n_tcp, new->tcp, new->n_tcp) },
                 { "listen.udp", !addrs_equal(old->udp, old->n_udp, new->udp, new->n_udp) },
                 { "listen.backlog", old->backlog != new->backlog },
+                { "proxy.listen", !addrs_equal(old->proxy_listen, old->n_proxy_listen,
+                                               new->proxy_listen, new->n_proxy_listen) },
+                { "agent.listen", !addrs_equal(old->agent, old->n_agent, new->agent, new->n_agent) },
                 { "control.path", strcmp(old->control_path, new->control_path) != 0 },
                 { "control.mode", old->control_mode != new->control_mode },
                 { "control.group", strcmp(old->control_group, new->control_group) != 0 },
@@ -153,12 +174,26 @@ static void server_keep_restart_settings(const struct config *old, struct config
         new->n_tcp = old->n_tcp;
         memcpy(new->udp, old->udp, sizeof(old->udp));
         new->n_udp = old->n_udp;
+        memcpy(new->proxy_listen, old->proxy_listen, sizeof(old->proxy_listen));
+        new->n_proxy_listen = old->n_proxy_listen;
+        memcpy(new->agent, old->agent, sizeof(old->agent));
+        new->n_agent = old->n_agent;
         new->backlog = old->backlog;
         memcpy(new->control_path, old->control_path, sizeof(old->control_path));
         new->control_mode = old->control_mode;
         memcpy(new->control_group, old->control_group, sizeof(old->control_group));
         new->model = old->model;
         new->threads = old->threads;
+}
+
+/* The instance name: instance.name, else the host name taken at start. */
+static void server_set_instance(struct server *s) {
+        char name[sizeof(s->instance)];
+
+        config_instance_name(&s->config, s->host, name, sizeof(name));
+        if (s->instance[0] && strcmp(name, s->instance) != 0)
+                log_info("Instance name changed from %s to %s", s->instance, name);
+        memcpy(s->instance, name, sizeof(name));
 }
 
 /* Before anything is opened; see fdbudget.h. */
@@ -214,6 +249,9 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
 
         notify_sendf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec_monotonic());
         r = server_load_config(s->overrides, &c, path, sizeof(path), err, errlen);
+        /* Proxied sockets from systemd need what the file may not ask for. */
+        if (r >= 0 && s->listeners.n_proxy > 0)
+                r = config_check_proxy(&c, err, errlen);
         if (r < 0) {
                 log_error("Reload failed, keeping the old configuration: %s", err);
                 notify_send("READY=1");
@@ -221,6 +259,7 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
         }
         server_keep_restart_settings(&s->config, &c);
         s->config = c;
+        server_set_instance(s);
         memcpy(s->config_file, path, sizeof(path));
         server_apply_live(s, &s->config);
         s->ops->timeouts_changed(s->worker);
@@ -243,11 +282,19 @@ static void control_on_status(void *userdata, struct control_status *st) {
                 .config_file = s->config_file,
                 .activated = ls->activated,
                 .start_usec = s->start_usec,
+                .draining = s->draining,
+                .instance = s->instance,
         };
+        for (size_t i = 0; i < ls->n_agent; i++)
+                st->agent[st->n_agent++] = ls->agent[i];
         for (size_t i = 0; i < ls->n_tcp; i++)
                 st->listen[st->n_listen++] = ls->tcp[i];
         for (size_t i = 0; i < ls->n_udp; i++)
                 st->listen[st->n_listen++] = ls->udp[i];
+        for (size_t i = 0; i < ls->n_proxy; i++) {
+                st->proxied[st->n_listen] = true;
+                st->listen[st->n_listen++] = ls->proxy[i];
+        }
         if (control_fd(s->control) >= 0)
                 st->listen[st->n_listen++] = control_fd(s->control);
 }
@@ -262,6 +309,36 @@ static void control_on_set_timeout(void *userdata, enum timeout_id t, uint64_t u
 
 static int control_on_reload(void *userdata, char *err, size_t errlen) {
         return server_reload(userdata, err, errlen);
+}
+
+static bool control_on_set_draining(void *userdata, bool draining) {
+        struct server *s = userdata;
+        bool changed = s->draining != draining;
+
+        s->draining = draining;
+        return changed;
+}
+
+/* A stopping daemon asks for no new connections either: they would wait
+ * in the listen backlog for the next instance, or be refused. */
+static bool agent_on_draining(void *userdata) {
+        struct server *s = userdata;
+
+        return s->draining || s->stopping;
+}
+
+static int server_start_agent(struct server *s) {
+        int r;
+
+        s->agent_iface = (struct agent_daemon) {
+                .shared = s->shared,
+                .draining = agent_on_draining,
+                .userdata = s,
+        };
+        r = agent_start(s->event, s->listeners.agent, s->listeners.n_agent, &s->agent_iface, &s->agent);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the agent-check listeners: %m");
+        return 0;
 }
 
 static int server_start_control(struct server *s) {
@@ -280,6 +357,7 @@ static int server_start_control(struct server *s) {
                 .status = control_on_status,
                 .set_timeout = control_on_set_timeout,
                 .reload = control_on_reload,
+                .set_draining = control_on_set_draining,
                 .userdata = s,
         };
         r = control_start(s->event, &s->control_iface, &sock, &s->control, what, sizeof(what));
@@ -394,18 +472,23 @@ static int server_add_sources(struct server *s) {
 }
 
 static int server_open_listeners(struct server *s) {
-        char what[128] = "";
+        char what[256] = "";
         int r;
 
         r = listen_activated(&s->listeners, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to use %s: %s", what,
                                        r == -EBADMSG ? "not a TCP, UDP or UNIX stream socket" : strerror(-r));
-        if (r > 0)
-                return 0;
-        r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
-        if (r < 0)
-                return log_error_errno(r, "Failed to bind %s: %m", what);
+        if (r == 0) {
+                r = listen_bind(&s->listeners, &s->config, what, sizeof(what));
+                if (r < 0)
+                        return log_error_errno(r, "Failed to bind %s: %m", what);
+        }
+        /* systemd may pass proxied sockets the configuration did not ask for. */
+        if (s->listeners.n_proxy > 0 && config_check_proxy(&s->config, what, sizeof(what)) < 0) {
+                log_error("Refusing to serve the sockets named \"" LISTEN_PROXY_NAME "\": %s", what);
+                return -EINVAL;
+        }
         return 0;
 }
 
@@ -520,6 +603,12 @@ static void server_log_started(struct server *s) {
         for (size_t i = 0; i < s->listeners.n_udp && len < sizeof(buf); i++)
                 len += snprintf(buf + len, sizeof(buf) - len, ", %s",
                                 listen_describe(s->listeners.udp[i], one, sizeof(one)));
+        for (size_t i = 0; i < s->listeners.n_proxy && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", %s (PROXY protocol)",
+                                listen_describe(s->listeners.proxy[i], one, sizeof(one)));
+        for (size_t i = 0; i < s->listeners.n_agent && len < sizeof(buf); i++)
+                len += snprintf(buf + len, sizeof(buf) - len, ", agent-check %s",
+                                listen_describe(s->listeners.agent[i], one, sizeof(one)));
         log_info("uppercased %s running: %s model%s%s", VERSION, s->ops->name,
                  s->listeners.activated ? ", socket activated" : "", len ? buf : "");
 }
@@ -530,6 +619,8 @@ static int server_start_model(struct server *s) {
                 .n_tcp = s->listeners.n_tcp,
                 .udp = s->listeners.udp,
                 .n_udp = s->listeners.n_udp,
+                .proxy = s->listeners.proxy,
+                .n_proxy = s->listeners.n_proxy,
                 .shared = s->shared,
                 .handover = s->handover.enabled ? &s->handover : NULL,
                 .resumed = s->resumed,
@@ -568,6 +659,8 @@ static int server_start(struct server *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
         r = server_start_control(s);
+        if (r >= 0)
+                r = server_start_agent(s);
         if (r < 0)
                 return r;
 
@@ -652,6 +745,9 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         int r;
 
         snprintf(s.config_file, sizeof(s.config_file), "%s", config_file);
+        if (gethostname(s.host, sizeof(s.host) - 1) < 0)
+                s.host[0] = '\0';
+        server_set_instance(&s);
         listeners_init(&s.listeners);
         handover_init(&s.handover);
 
@@ -667,6 +763,7 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         log_flush_suppressed();
         log_set_shared(NULL);
         control_free(s.control);
+        agent_free(s.agent);
         listeners_close(&s.listeners);
         sd_event_unref(s.event);
         shared_free(s.shared);

@@ -23,6 +23,12 @@ struct overrides {
         struct addr udp[CONFIG_MAX_LISTEN];
         size_t n_udp;
         bool udp_given;
+        struct addr proxy[CONFIG_MAX_LISTEN];     /* --proxy-tcp: proxy.listen */
+        size_t n_proxy;
+        bool proxy_given;
+        struct addr agent[CONFIG_MAX_LISTEN];
+        size_t n_agent;
+        bool agent_given;
         const char *control_path;
 };
 

@@ -148,6 +148,28 @@ void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t
         pthread_mutex_unlock(&sh->lock);
 }
 
+void shared_set_proxy_trusted(struct shared *sh, const struct addr_prefix *list, size_t n) {
+        struct source_limits *l = sh->limits;
+
+        if (n > SHARED_EXEMPT_MAX)
+                n = SHARED_EXEMPT_MAX;
+        pthread_mutex_lock(&sh->lock);
+        if (n > 0)
+                memcpy(l->proxy_trusted, list, n * sizeof(list[0]));
+        l->n_proxy_trusted = n;
+        pthread_mutex_unlock(&sh->lock);
+}
+
+bool shared_proxy_trusted(struct shared *sh, const union sockaddr_union *peer) {
+        const struct source_limits *l = sh->limits;
+        bool trusted;
+
+        pthread_mutex_lock(&sh->lock);
+        trusted = addr_prefix_list_contains(l->proxy_trusted, l->n_proxy_trusted, peer);
+        pthread_mutex_unlock(&sh->lock);
+        return trusted;
+}
+
 /* Under sh->lock: whether a connection from peer (source k) is over
  * tcp_per_source.  An exempt source is counted, never refused. */
 static bool over_per_source(struct shared *sh, const union sockaddr_union *peer, const struct source_key *k) {
@@ -160,7 +182,7 @@ static bool over_per_source(struct shared *sh, const union sockaddr_union *peer,
 
 /* Under sh->lock: a slot for a connection from peer (source k), or NULL
  * with the reason in *why. */
-static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_union *peer,
+static struct conn_slot *slot_admit(struct shared *sh, const struct conn_origin *o,
                                     const struct source_key *k, enum reject_reason *why) {
         unsigned max = atomic_load_explicit(&sh->live.max_connections, memory_order_relaxed);
         struct conn_slot *slot;
@@ -168,7 +190,7 @@ static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_unio
         *why = REJECT_CONNECTIONS;
         if (atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >= max)
                 return NULL;
-        if (over_per_source(sh, peer, k)) {
+        if (!o->health_check && over_per_source(sh, &o->peer, k)) {
                 *why = REJECT_PER_SOURCE;
                 return NULL;
         }
@@ -177,7 +199,7 @@ static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_unio
                 return NULL;
         /* Cannot fail, the table has room for a source per slot; should it
          * all the same, the connection is refused rather than not counted. */
-        if (source_add(sh->limits->tcp, k) < 0) {
+        if (!o->health_check && source_add(sh->limits->tcp, k) < 0) {
                 slot_push(sh, slot);
                 return NULL;
         }
@@ -187,14 +209,14 @@ static struct conn_slot *slot_admit(struct shared *sh, const union sockaddr_unio
 
 /* A slot under every limit, counted active; NULL (counted as rejected, the
  * reason in *why if not NULL) when there is none. */
-static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_union *peer,
+static struct conn_slot *slot_claim(struct shared *sh, const struct conn_origin *o,
                                     enum reject_reason *why) {
-        struct source_key key = source_key_of(peer);
+        struct source_key key = source_key_of(&o->peer);
         enum reject_reason reason;
         struct conn_slot *slot;
 
         pthread_mutex_lock(&sh->lock);
-        slot = slot_admit(sh, peer, &key, &reason);
+        slot = slot_admit(sh, o, &key, &reason);
         pthread_mutex_unlock(&sh->lock);
 
         if (!slot) {
@@ -205,7 +227,9 @@ static struct conn_slot *slot_claim(struct shared *sh, const union sockaddr_unio
                         *why = reason;
                 return NULL;
         }
-        slot->peer = *peer;
+        slot->peer = o->peer;
+        slot->via = o->via;
+        slot->health_check = o->health_check;
         return slot;
 }
 
@@ -224,7 +248,14 @@ static void slot_publish(struct conn_slot *slot, uint64_t id, uint64_t start_rea
 
 struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer,
                                  enum reject_reason *why) {
-        struct conn_slot *slot = slot_claim(sh, peer, why);
+        struct conn_origin o = { .peer = *peer, .via.sa.sa_family = AF_UNSPEC };
+
+        return conn_slot_take_from(sh, &o, why);
+}
+
+struct conn_slot *conn_slot_take_from(struct shared *sh, const struct conn_origin *origin,
+                                      enum reject_reason *why) {
+        struct conn_slot *slot = slot_claim(sh, origin, why);
 
         if (!slot)
                 return NULL;
@@ -234,10 +265,10 @@ struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *
         return slot;
 }
 
-struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
+struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const struct conn_origin *origin,
                                    uint64_t start_realtime_usec, uint64_t start_usec,
                                    uint64_t bytes_in, uint64_t bytes_out, enum reject_reason *why) {
-        struct conn_slot *slot = slot_claim(sh, peer, why);
+        struct conn_slot *slot = slot_claim(sh, origin, why);
         uint_fast64_t next = atomic_load(&sh->next_conn_id);
 
         if (!slot)
@@ -260,7 +291,8 @@ void conn_slot_release(struct shared *sh, struct conn_slot *slot) {
         atomic_store_explicit(&slot->id, 0, memory_order_release);
 
         pthread_mutex_lock(&sh->lock);
-        source_remove(sh->limits->tcp, &key);
+        if (!slot->health_check)
+                source_remove(sh->limits->tcp, &key);
         slot_push(sh, slot);
         atomic_fetch_sub_explicit(&sh->tcp_active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&sh->lock);

@@ -47,13 +47,42 @@ struct counters {
         atomic_uint_fast64_t invalid_utf8;       /* bytes passed through unmapped */
         atomic_uint_fast64_t workers_died;       /* process model: children killed */
         atomic_uint_fast64_t log_suppressed;     /* client log entries rate limited */
+        /* Proxied listeners (proxy.h): headers read, and connections closed
+         * unanswered for want of one. */
+        atomic_uint_fast64_t proxy_v1;
+        atomic_uint_fast64_t proxy_v2;
+        atomic_uint_fast64_t proxy_health_checks;       /* v2 LOCAL, v1 UNKNOWN: served, not logged */
+        atomic_uint_fast64_t proxy_refused_untrusted;   /* from a peer not in proxy.trusted */
+        atomic_uint_fast64_t proxy_refused_malformed;   /* not a header, or ended before it did */
+        atomic_uint_fast64_t proxy_refused_timeout;     /* not complete within proxy.timeout */
+        atomic_uint_fast64_t agent_checks;       /* agent-check answers (agent.h) */
+};
+
+/* Why a connection on a proxied listener was closed unanswered. */
+enum proxy_refusal {
+        PROXY_REFUSED_UNTRUSTED,        /* its peer is not in proxy.trusted */
+        PROXY_REFUSED_MALFORMED,        /* no valid header */
+        PROXY_REFUSED_TIMEOUT,          /* no whole header within proxy.timeout */
+};
+
+/* Where a TCP connection comes from. */
+struct conn_origin {
+        /* The client: the socket's peer, or the client a PROXY header names. */
+        union sockaddr_union peer;
+        /* The balancer that sent the header; AF_UNSPEC when direct. */
+        union sockaddr_union via;
+        /* A balancer's own check (PROXY LOCAL or UNKNOWN): peer is the
+         * balancer; not limited per source, not logged as a client. */
+        bool health_check;
 };
 
 /* One active TCP connection.  Written by the worker serving it, read by the
  * control side.  id == 0 marks a free slot. */
 struct conn_slot {
         atomic_uint_fast64_t id;
-        union sockaddr_union peer;
+        union sockaddr_union peer;               /* the client (struct conn_origin) */
+        union sockaddr_union via;                /* its balancer, AF_UNSPEC when direct */
+        bool health_check;                       /* a balancer's check: no per-source count */
         uint64_t start_realtime_usec;            /* for display */
         uint64_t start_usec;                     /* CLOCK_MONOTONIC */
         atomic_uint_fast64_t last_active_usec;   /* CLOCK_MONOTONIC, last byte in or out */
@@ -97,6 +126,10 @@ struct source_limits {
          * its own. */
         struct addr_prefix exempt[SHARED_EXEMPT_MAX];
         size_t n_exempt;
+        /* proxy.trusted: the peers that may send a PROXY header.  Changed
+         * and read under shared.lock. */
+        struct addr_prefix proxy_trusted[SHARED_EXEMPT_MAX];
+        size_t n_proxy_trusted;
 };
 
 /* The settings that apply at once, to new and open connections: the
@@ -111,6 +144,7 @@ struct live_settings {
         atomic_uint udp_burst;
         atomic_bool udp_loop_guard;
         atomic_uint conn_fd_cap;                 /* connections the descriptor budget allows */
+        atomic_uint_fast64_t proxy_timeout_usec; /* a PROXY header's time to arrive, 0 = none */
 };
 
 struct shared {
@@ -124,6 +158,7 @@ struct shared {
          * by the threads of the daemon's main process (in the process
          * model, only the parent). */
         atomic_uint tcp_active;
+        atomic_uint proxy_waiting;               /* accepted, their PROXY header not read yet */
         atomic_uint_fast64_t next_conn_id;
         pthread_mutex_t lock;
         uint32_t free_head;
@@ -139,6 +174,9 @@ void shared_free(struct shared *sh);
 
 /* Sets limits.exempt (n <= SHARED_EXEMPT_MAX), live. */
 void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t n);
+/* Sets proxy.trusted (n <= SHARED_EXEMPT_MAX), live; and whether peer is in it. */
+void shared_set_proxy_trusted(struct shared *sh, const struct addr_prefix *list, size_t n);
+bool shared_proxy_trusted(struct shared *sh, const union sockaddr_union *peer);
 
 /* Takes a slot for a new connection from peer, or returns NULL when
  * max_connections (or the table) is full or peer's source (source.h) has
@@ -148,10 +186,14 @@ void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t
  * which.  The global limit is checked first. */
 struct conn_slot *conn_slot_take(struct shared *sh, const union sockaddr_union *peer,
                                  enum reject_reason *why);
+/* The same for a connection from origin: a balancer's health check is not
+ * counted per source. */
+struct conn_slot *conn_slot_take_from(struct shared *sh, const struct conn_origin *origin,
+                                      enum reject_reason *why);
 /* Takes a slot for a connection the previous instance handed over, keeping
  * its id, times and counters; counted as resumed, not accepted.  NULL (and
  * *why set, as for conn_slot_take()) when a limit is reached. */
-struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const union sockaddr_union *peer,
+struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const struct conn_origin *origin,
                                    uint64_t start_realtime_usec, uint64_t start_usec,
                                    uint64_t bytes_in, uint64_t bytes_out, enum reject_reason *why);
 /* Releases a slot: counts its close reason, decrements tcp_active and the
@@ -165,7 +207,8 @@ void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
 /* Whether the connections hold every descriptor the budget leaves them
  * (fdbudget.h): then accepting waits, as on EMFILE. */
 static inline bool shared_conn_fds_full(const struct shared *sh) {
-        return atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) >=
+        return atomic_load_explicit(&sh->tcp_active, memory_order_relaxed) +
+               atomic_load_explicit(&sh->proxy_waiting, memory_order_relaxed) >=
                atomic_load_explicit(&sh->live.conn_fd_cap, memory_order_relaxed);
 }
 

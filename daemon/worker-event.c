@@ -75,6 +75,8 @@ enum conn_queue {
 enum watch_kind {
         WATCH_CONN,
         WATCH_ACCEPT,
+        WATCH_ACCEPT_PROXIED,   /* a proxied listener */
+        WATCH_PROXY_WAIT,       /* connections waiting for their PROXY header */
         WATCH_UDP,
         WATCH_WAKE,
 };
@@ -117,8 +119,10 @@ struct loop {
         atomic_bool done;
         bool running;
         struct conn_admission admission;
-        struct watch accept[WATCHES_MAX];
+        struct watch accept[2 * WATCHES_MAX];   /* direct and proxied listeners */
         size_t n_accept;
+        struct proxy_wait proxy;        /* epfd -1: no proxied listener */
+        struct watch proxy_watch;
         struct watch udp_watch[WATCHES_MAX];
         size_t n_udp;
         struct udp_batch *udp;
@@ -181,6 +185,8 @@ static int loop_sleep_msec(struct loop *l) {
                 return 0;
         if (l->accept_paused_until && l->accept_paused_until < at)
                 at = l->accept_paused_until;
+        if (l->proxy.epfd >= 0 && conn_proxied_deadline(&l->admission, &l->proxy) < at)
+                at = conn_proxied_deadline(&l->admission, &l->proxy);
         if (loop_wait_deadline(l) < at)
                 at = loop_wait_deadline(l);
         for (int q = 0; q < _QUEUE_MAX; q++) {
@@ -516,8 +522,9 @@ static void loop_set_accepting(struct loop *l, bool on) {
         }
 }
 
-static void loop_on_accept(struct loop *l, int fd) {
-        int err = conn_accept(&l->admission, fd);
+static void loop_on_accept(struct loop *l, const struct watch *w) {
+        int err = w->kind == WATCH_ACCEPT_PROXIED ? conn_accept_proxied(&l->admission, &l->proxy, w->fd)
+                                                  : conn_accept(&l->admission, w->fd);
 
         if (err) {
                 /* Retrying at once would spin: loop_run_timers() resumes. */
@@ -575,6 +582,8 @@ static void loop_hand_over_rest(struct loop *l) {
 static void loop_run_timers(struct loop *l) {
         if (loop_wait_deadline(l) <= l->now)
                 loop_hand_over_rest(l);
+        if (l->proxy.epfd >= 0 && conn_proxied_deadline(&l->admission, &l->proxy) <= l->now)
+                conn_proxied_run(&l->admission, &l->proxy, l->now);
         for (int q = 0; q < _QUEUE_MAX; q++)
                 queue_expire(l, q);
         if (l->accept_paused_until && l->accept_paused_until <= l->now) {
@@ -596,6 +605,8 @@ static void loop_stop(struct loop *l) {
         l->stopping = true;
         l->stop_at = l->now;
         loop_set_accepting(l, false);
+        /* Not clients yet: their balancer tries another instance. */
+        proxy_wait_done(&l->proxy);
         for (size_t i = 0; i < l->n_udp; i++)
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->udp_watch[i].fd, NULL);
 
@@ -641,8 +652,13 @@ static void loop_dispatch(struct loop *l, struct watch *w) {
                 break;
         }
         case WATCH_ACCEPT:
+        case WATCH_ACCEPT_PROXIED:
                 if (!l->stopping && !l->accept_paused_until)
-                        loop_on_accept(l, w->fd);
+                        loop_on_accept(l, w);
+                break;
+        case WATCH_PROXY_WAIT:
+                if (!l->stopping)
+                        conn_proxied_run(&l->admission, &l->proxy, l->now);
                 break;
         case WATCH_UDP:
                 if (!l->stopping)
@@ -697,6 +713,7 @@ static void loop_free(struct loop *l) {
                 return;
         loop_close_all(l, CLOSE_SHUTDOWN);
         loop_free_dead(l);
+        proxy_wait_done(&l->proxy);
         if (l->epfd >= 0)
                 close(l->epfd);
         if (l->wake.fd >= 0)
@@ -708,13 +725,27 @@ static void loop_free(struct loop *l) {
 static int loop_add_watches(struct loop *l, const struct worker_env *env) {
         int r;
 
-        if (env->n_tcp > WATCHES_MAX || env->n_udp > WATCHES_MAX)
+        if (env->n_tcp > WATCHES_MAX || env->n_udp > WATCHES_MAX || env->n_proxy > WATCHES_MAX)
                 return -E2BIG;
         for (size_t i = 0; i < env->n_tcp; i++) {
                 r = loop_watch(l, &l->accept[l->n_accept], WATCH_ACCEPT, env->tcp[i]);
                 if (r < 0)
                         return r;
                 l->n_accept++;
+        }
+        for (size_t i = 0; i < env->n_proxy; i++) {
+                r = loop_watch(l, &l->accept[l->n_accept], WATCH_ACCEPT_PROXIED, env->proxy[i]);
+                if (r < 0)
+                        return r;
+                l->n_accept++;
+        }
+        if (env->n_proxy > 0) {
+                r = proxy_wait_init(&l->proxy, &env->shared->proxy_waiting);
+                if (r < 0)
+                        return r;
+                r = loop_watch(l, &l->proxy_watch, WATCH_PROXY_WAIT, proxy_wait_fd(&l->proxy));
+                if (r < 0)
+                        return r;
         }
         for (size_t i = 0; i < env->n_udp; i++) {
                 r = loop_watch(l, &l->udp_watch[l->n_udp], WATCH_UDP, env->udp[i]);
@@ -731,7 +762,7 @@ static int loop_new(const struct worker_env *env, struct loop **ret) {
 
         if (!l)
                 return -ENOMEM;
-        l->epfd = l->wake.fd = -1;
+        l->epfd = l->wake.fd = l->proxy.epfd = -1;
         l->shared = env->shared;
         l->running = true;
         l->now = now_usec_monotonic();

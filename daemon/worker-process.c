@@ -242,7 +242,7 @@ static int process_start(const struct worker_env *env, struct worker **ret) {
         r = sd_event_add_signal(env->event, &w->sigchld, SIGCHLD, process_on_sigchld, w);
         if (r < 0)
                 return r;
-        r = acceptor_start(&w->acceptor, env->event, env->tcp, env->n_tcp, &adm);
+        r = acceptor_start(&w->acceptor, env->event, env->tcp, env->n_tcp, env->proxy, env->n_proxy, &adm);
         if (r < 0)
                 return r;
         if (env->n_udp > ACCEPTOR_MAX)

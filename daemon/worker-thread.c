@@ -157,7 +157,7 @@ static int thread_start(const struct worker_env *env, struct worker **ret) {
         w->n_udp = n_udp;
 
         adm.userdata = w;
-        r = acceptor_start(&w->acceptor, env->event, env->tcp, env->n_tcp, &adm);
+        r = acceptor_start(&w->acceptor, env->event, env->tcp, env->n_tcp, env->proxy, env->n_proxy, &adm);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < env->n_resumed; i++) {

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "duration.h"
 #include "log.h"
+#include "proxy-wait.h"
 #include "udp.h"
 
 /* After the shutdown timeout, finish() waits this long for the workers to
@@ -61,6 +62,8 @@ struct worker_env {
         size_t n_tcp;
         const int *udp;                   /* UDP sockets, owned by the core */
         size_t n_udp;
+        const int *proxy;                 /* proxied listening sockets: conn_accept_proxied() */
+        size_t n_proxy;
         struct shared *shared;            /* counters, connection slots, live settings, stop flags */
         struct handover *handover;        /* where connections go on stop; NULL: they close */
         struct resumed_conn *resumed;     /* start() takes each, setting its fd to -1 */

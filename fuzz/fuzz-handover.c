@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_same(const struct handover_conn *a, const struct handover_conn *b) {
         check(a->id == b->id && a->bytes_in == b->bytes_in && a->bytes_out == b->bytes_out);
         check(a->start_usec == b->start_usec && a->start_realtime_usec == b->start_realtime_usec);
-        check(a->peer.sa.sa_family == b->peer.sa.sa_family);
+        check(a->peer.sa.sa_family == b->peer.sa.sa_family && a->via.sa.sa_family == b->via.sa.sa_family);
+        check(a->health_check == b->health_check);
         check(a->up.ntail == b->up.ntail && a->up.line == b->up.line);
         check(memcmp(a->up.tail, b->up.tail, a->up.ntail) == 0);
         check(a->up.dot_quit == b->up.dot_quit && a->up.quit == b->up.quit);
@@ -48,8 +49,8 @@ static void check_record(const uint8_t *data, size_t size, const struct handover
         handover_encode_header(&b);
         handover_encode(&b, c);
         check(!b.overflow);
-        check(handover_decode_header((const uint8_t *) b.data, b.len, &off) == 0);
-        check(handover_decode((const uint8_t *) b.data, b.len, &off, &again) == 1);
+        check(handover_decode_header((const uint8_t *) b.data, b.len, &off) == HANDOVER_VERSION);
+        check(handover_decode((const uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &again) == 1);
         check(off == b.len);
         check_same(c, &again);
         textbuf_free(&b);
@@ -58,11 +59,11 @@ static void check_record(const uint8_t *data, size_t size, const struct handover
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct handover_conn c;
         size_t off;
-        int r;
+        int r, version = handover_decode_header(data, size, &off);
 
-        if (handover_decode_header(data, size, &off) < 0)
+        if (version < 0)
                 return 0;
-        while ((r = handover_decode(data, size, &off, &c)) > 0) {
+        while ((r = handover_decode(data, size, version, &off, &c)) > 0) {
                 check(off <= size);
                 check_record(data, size, &c);
         }

@@ -201,6 +201,9 @@ SETTINGS = {
     "tcp_per_source": ("limits", "tcp_per_source"), "udp_rate": ("limits", "udp_rate"),
     "udp_burst": ("limits", "udp_burst"), "udp_loop_guard": ("limits", "udp_loop_guard"),
     "exempt": ("limits", "exempt"),
+    "proxy_listen": ("proxy", "listen"), "proxy_trusted": ("proxy", "trusted"),
+    "proxy_timeout": ("proxy", "timeout"),
+    "agent": ("agent", "listen"), "instance": ("instance", "name"),
 }
 
 
@@ -252,13 +255,15 @@ class Daemon:
     """One uppercased process.  Construct, then start()."""
 
     def __init__(self, model="event", args=(), activate=False,
-                 activate_names="tcp:udp:control", avoid_ports=(), env_extra=None,
-                 wrapper=(), **config):
+                 activate_names="tcp:udp:control", activate_proxy=False, avoid_ports=(),
+                 env_extra=None, wrapper=(), **config):
         self.model = model
         self.args = list(args)
         self.wrapper = list(wrapper)    # e.g. valgrind and its options
         self.activate = activate
         self.activate_names = activate_names
+        self.activate_proxy = activate_proxy    # a proxied listener too: self.proxy_port
+        self.proxy_port = None
         self.avoid_ports = set(avoid_ports)
         self.env_extra = dict(env_extra or {})
         self.config = dict(config)
@@ -329,7 +334,8 @@ class Daemon:
         if self.activate:
             cmd = [sys.executable, ACTIVATE, "--port", str(self.activate_port),
                    "--control", self.activate_control,
-                   "--names", self.activate_names, "--"] + cmd
+                   "--names", self.activate_names] + (
+                       ["--proxy-port", str(self.proxy_port)] if self.activate_proxy else []) + ["--"] + cmd
         return cmd
 
     def env(self):
@@ -355,6 +361,8 @@ class Daemon:
                 self.port = free_port()
                 while self.port in self.avoid_ports:
                     self.port = free_port()
+            if self.activate_proxy and (self.proxy_port is None or attempt > 0):
+                self.proxy_port = free_port()
             if self.activate:
                 self.activate_port = self.port
                 self.activate_control = os.path.join(self.dir, "activated.sock")

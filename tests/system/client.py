@@ -17,6 +17,15 @@
                             prints how many sessions got the right answer on
                             the same connection ("kept"), were closed after
                             their replies ("closed") or failed ("lost")
+  client.py proxied PORT CLIENT_ADDR CLIENT_PORT TEXT
+                            one TCP exchange on a proxied socket, as a
+                            balancer would: a PROXY v1 header naming the
+                            client, then TEXT; prints the reply
+  client.py proxied-plain PORT TEXT
+                            TEXT without a header: prints "closed" when the
+                            daemon closes the connection without a byte
+  client.py line PORT       connects, prints the first line it reads (an
+                            agent-check answer)
   client.py idle N SECONDS DIR
                             N TCP connections from 127.0.0.1 ... 127.0.0.16,
                             each sending one line; once each is answered or
@@ -412,8 +421,32 @@ def idle(n, seconds, workdir):
     print(result)
 
 
+def proxied(port, client_addr, client_port, text):
+    header = "PROXY TCP4 %s %s %d %d\r\n" % (client_addr, ADDR[0], client_port, port)
+    print(tcp_once(header + text, port)[1], end="")
+
+
+def proxied_plain(port, text):
+    try:
+        reply = tcp_once(text, port)[1]
+    except (ConnectionResetError, BrokenPipeError):
+        reply = ""
+    print("closed" if reply == "" else "answered %r" % reply)
+
+
+def first_line(port):
+    with socket.create_connection((ADDR[0], port), timeout=10) as s:
+        print(s.makefile("rb").readline().decode(), end="")
+
+
 def main():
-    if sys.argv[1] == "tcp-port":
+    if sys.argv[1] == "proxied":
+        proxied(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif sys.argv[1] == "proxied-plain":
+        proxied_plain(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "line":
+        first_line(int(sys.argv[2]))
+    elif sys.argv[1] == "tcp-port":
         port, reply = tcp_once(sys.argv[2])
         if reply != sys.argv[2].upper():
             sys.exit("wrong reply %r" % reply)

@@ -16,3 +16,4 @@ Suite *handover_suite(void);
 Suite *fds_suite(void);
 Suite *conn_suite(void);
 Suite *dispatch_suite(void);
+Suite *proxy_suite(void);

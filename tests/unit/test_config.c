@@ -108,6 +108,17 @@ static void assert_config_eq(const struct config *a, const struct config *b) {
         ck_assert_uint_eq(a->n_exempt, b->n_exempt);
         for (size_t i = 0; i < a->n_exempt; i++)
                 ck_assert(addr_prefix_equal(&a->exempt[i], &b->exempt[i]));
+        ck_assert_uint_eq(a->n_proxy_listen, b->n_proxy_listen);
+        for (size_t i = 0; i < a->n_proxy_listen; i++)
+                ck_assert(addr_equal(&a->proxy_listen[i], &b->proxy_listen[i]));
+        ck_assert_uint_eq(a->n_proxy_trusted, b->n_proxy_trusted);
+        for (size_t i = 0; i < a->n_proxy_trusted; i++)
+                ck_assert(addr_prefix_equal(&a->proxy_trusted[i], &b->proxy_trusted[i]));
+        ck_assert_uint_eq(a->proxy_timeout_usec, b->proxy_timeout_usec);
+        ck_assert_uint_eq(a->n_agent, b->n_agent);
+        for (size_t i = 0; i < a->n_agent; i++)
+                ck_assert(addr_equal(&a->agent[i], &b->agent[i]));
+        ck_assert_str_eq(a->instance, b->instance);
 }
 
 static void assert_prefix(const struct addr_prefix *p, const char *text) {
@@ -149,6 +160,9 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c.n_exempt, 2);
         assert_prefix(&c.exempt[0], "127.0.0.0/8");
         assert_prefix(&c.exempt[1], "::1");
+        ck_assert_uint_eq(c.n_proxy_listen, 0);
+        ck_assert_uint_eq(c.n_proxy_trusted, 0);
+        ck_assert_uint_eq(c.proxy_timeout_usec, 3 * USEC_PER_SEC);
         ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
 }
 END_TEST
@@ -163,7 +177,8 @@ START_TEST(test_empty) {
         assert_config_eq(&c, &defaults);
 
         memset(&c, 0x5a, sizeof(c));
-        load_ok("# nothing\nlisten: {};\ncontrol: {};\nworkers: {};\ntimeouts: {};\nlog: {};\nlimits: {};\n", &c);
+        load_ok("# nothing\nlisten: {};\ncontrol: {};\nworkers: {};\ntimeouts: {};\nlog: {};\nlimits: {};\n"
+                "proxy: {};\n", &c);
         assert_config_eq(&c, &defaults);
 }
 END_TEST
@@ -193,7 +208,8 @@ START_TEST(test_shipped_complete) {
                 "timeouts.idle", "timeouts.write", "timeouts.shutdown",
                 "log.clients", "log.rate", "log.burst",
                 "limits.tcp_per_source", "limits.udp_rate", "limits.udp_burst", "limits.udp_loop_guard",
-                "limits.exempt",
+                "limits.exempt", "proxy.listen", "proxy.trusted", "proxy.timeout",
+                "limits.exempt", "agent.listen", "instance.name",
         };
         char path[PATH_MAX];
         config_t cfg;
@@ -284,6 +300,44 @@ START_TEST(test_all_settings) {
 }
 END_TEST
 
+/* agent.listen: HAProxy agent-check listeners, none by default; the
+ * instance name: "" (the host name) by default. */
+START_TEST(test_agent_and_instance) {
+        char name[CONFIG_INSTANCE_MAX + 8];
+        struct config c;
+
+        config_defaults(&c);
+        ck_assert_uint_eq(c.n_agent, 0);
+        ck_assert_str_eq(c.instance, "");
+        load_ok("agent: {\n  listen = [ \"127.0.0.1:12001\", \"[::1]:12001\" ];\n};\n"
+                "instance: {\n  name = \"web-1.example:a_b\";\n};\n", &c);
+        ck_assert_uint_eq(c.n_agent, 2);
+        assert_addr(&c.agent[0], "127.0.0.1:12001");
+        assert_addr(&c.agent[1], "[::1]:12001");
+        ck_assert_str_eq(c.instance, "web-1.example:a_b");
+        config_instance_name(&c, "host", name, sizeof(name));
+        ck_assert_str_eq(name, "web-1.example:a_b");
+
+        load_ok("agent: { listen = []; };\ninstance: { name = \"\"; };\n", &c);
+        ck_assert_uint_eq(c.n_agent, 0);
+        config_instance_name(&c, "lab-vm", name, sizeof(name));
+        ck_assert_str_eq(name, "lab-vm");
+        /* What no name may hold is replaced; no host name at all. */
+        config_instance_name(&c, "a b\"c", name, sizeof(name));
+        ck_assert_str_eq(name, "a_b_c");
+        config_instance_name(&c, "", name, sizeof(name));
+        ck_assert_str_eq(name, "localhost");
+
+        memset(name, 'a', CONFIG_INSTANCE_MAX - 1);
+        name[CONFIG_INSTANCE_MAX - 1] = '\0';
+        ck_assert(config_instance_valid(name));
+        strcat(name, "a");
+        ck_assert(!config_instance_valid(name));
+        ck_assert(!config_instance_valid(""));
+        ck_assert(!config_instance_valid("a/b"));
+}
+END_TEST
+
 /* An empty list exempts no source. */
 START_TEST(test_exempt_empty) {
         struct config c;
@@ -295,6 +349,39 @@ START_TEST(test_exempt_empty) {
 END_TEST
 
 /* 0 turns the two limits off; the guard can be turned off alone. */
+/* A proxied listener, its balancers and its timeout; without one, an
+ * empty trusted list is fine. */
+START_TEST(test_proxy) {
+        struct config c;
+
+        config_defaults(&c);
+        load_ok("proxy: {\n"
+                "  listen = [ \"10.0.0.5:12001\", \"[::]:12002\" ];\n"
+                "  trusted = [ \"10.0.0.0/24\", \"2001:db8::7\" ];\n"
+                "  timeout = \"500ms\";\n"
+                "};\n", &c);
+        ck_assert_uint_eq(c.n_proxy_listen, 2);
+        assert_addr(&c.proxy_listen[0], "10.0.0.5:12001");
+        assert_addr(&c.proxy_listen[1], "[::]:12002");
+        ck_assert_uint_eq(c.n_proxy_trusted, 2);
+        assert_prefix(&c.proxy_trusted[0], "10.0.0.0/24");
+        assert_prefix(&c.proxy_trusted[1], "2001:db8::7");
+        ck_assert_uint_eq(c.proxy_timeout_usec, 500 * USEC_PER_MSEC);
+        ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
+
+        /* Only proxied listeners is something to listen on. */
+        c.n_tcp = c.n_udp = 0;
+        ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
+        /* The command line's --proxy-tcp is checked by config_validate(). */
+        c.n_proxy_trusted = 0;
+        ck_assert_int_eq(config_validate(&c, NULL, 0), -EINVAL);
+
+        config_defaults(&c);
+        load_ok("proxy: { trusted = []; timeout = 0; };\n", &c);
+        ck_assert_int_eq(config_validate(&c, NULL, 0), 0);
+}
+END_TEST
+
 START_TEST(test_limits_off) {
         struct config c;
 
@@ -457,7 +544,8 @@ static const struct {
 
         /* Unknown names. */
         { "listen: {};\n\nlsiten: {};\n", 3,
-          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log, limits)" },
+          "lsiten: unknown group (expected one of: listen, control, workers, timeouts, log, limits, proxy, "
+          "agent, instance)" },
         { "backlog = 5;\n", 1, "backlog: unknown group" },
         { "listen: {\n  tcp = [];\n  bakclog = 5;\n};\n", 3,
           "listen.bakclog: unknown setting (listen has: tcp, udp, backlog)" },
@@ -465,6 +553,19 @@ static const struct {
         { "timeouts: { read = \"5s\"; };\n", 1, "timeouts.read: unknown setting (timeouts has: idle, write, shutdown)" },
         { "\nlisten = 5;\n", 2, "listen: expected a group, listen: { ... };" },
         { "listen = [ \"1\" ];\n", 1, "listen: expected a group" },
+
+        /* agent, instance */
+        { "agent: {\n  listen = [ \"127.0.0.1:12001\",\n    \"localhost:12001\" ];\n};\n", 3,
+          "agent.listen[1]: invalid address \"localhost:12001\"" },
+        { "agent: {\n  listen = \"12001\";\n};\n", 2, "agent.listen: expected a list of \"ADDR:PORT\" strings" },
+        { "agent: {\n  listen = [ \"12001\", \"[::]:12001\" ];\n};\n", 2,
+          "agent.listen[1]: \"[::]:12001\" is listed twice" },
+        { "agent: {\n  port = 12001;\n};\n", 2, "agent.port: unknown setting (agent has: listen)" },
+        { "instance: {\n  name = \"web 1\";\n};\n", 2,
+          "instance.name: invalid instance name \"web 1\" (expected \"\" for the host name, or 1..64 letters" },
+        { "instance: {\n\n  name = \"a\\\"b\";\n};\n", 3, "instance.name: invalid instance name" },
+        { "instance: {\n  name = 1;\n};\n", 2, "instance.name: expected a string, got an integer" },
+        { "instance = \"web1\";\n", 1, "instance: expected a group, instance: { ... };" },
 
         /* listen */
         { "listen: {\n  tcp = [];\n  backlog = 0;\n};\n", 3, "listen.backlog: 0 is out of range (expected 1..65535)" },
@@ -571,6 +672,17 @@ static const struct {
         { "limits: {\n  exempt = [ \"127.0.0.0/8\", \"127.0.0.0/8\" ];\n};\n", 2,
           "limits.exempt[1]: \"127.0.0.0/8\" is listed twice (as 127.0.0.0/8)" },
 
+        /* proxy: a proxied listener needs balancers to trust, and a timeout */
+        { "proxy: {\n  trusted = [ \"10.0.0.0/8\" ];\n  listen = [ \"12001\" ];\n  timeout = 0;\n};\n", 3,
+          "proxy.listen: proxy.timeout is 0: a PROXY header needs a time limit" },
+        { "\nproxy: {\n  listen = [ \"12001\" ];\n};\n", 3,
+          "proxy.listen: proxied listeners but proxy.trusted is empty: list the balancers that may send a PROXY header" },
+        { "proxy: {\n  listen = [ \"12001\" ];\n  trusted = [ \"10.0.0.1/8\" ];\n};\n", 3,
+          "proxy.trusted[0]: \"10.0.0.1/8\" has bits set past its length (the network is 10.0.0.0/8)" },
+        { "proxy: {\n  listen = [ \"localhost:1\" ];\n};\n", 2, "proxy.listen[0]: invalid address \"localhost:1\"" },
+        { "proxy: {\n  timeout = \"3 s\";\n};\n", 2, "proxy.timeout: invalid duration \"3 s\"" },
+        { "proxy: {\n  trust = [ ];\n};\n", 2, "proxy.trust: unknown setting (proxy has: listen, trusted, timeout)" },
+
         /* Only the first error is reported. */
         { "listen: {\n  backlog = 0;\n  tcp = [ \"x\" ];\n};\nfoo: {};\n", 2, "listen.backlog:" },
         { "workers: {\n  threads = 2;\n};\nlog: {\n  rate = -1;\n  burst = 0;\n};\n", 5, "log.rate:" },
@@ -670,7 +782,7 @@ START_TEST(test_validate) {
         ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
         c.n_udp = 0;
         ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
-        ck_assert_str_eq(err, "nothing to listen on: listen.tcp and listen.udp are both empty");
+        ck_assert_str_eq(err, "nothing to listen on: listen.tcp, listen.udp and proxy.listen are all empty");
 
         config_defaults(&c);
         c.n_udp = 0;
@@ -714,6 +826,15 @@ START_TEST(test_validate) {
         c.control_path[0] = '/';
         ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
         ck_assert_str_eq(err, "control socket path is too long (at most 107 bytes)");
+
+        /* An agent-check port cannot be a service port too. */
+        config_defaults(&c);
+        c.n_agent = 1;
+        ck_assert_int_eq(addr_parse("12000", &c.agent[0]), 0);
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), -EINVAL);
+        ck_assert_str_eq(err, "agent address [::]:12000 is a TCP listen address too");
+        ck_assert_int_eq(addr_parse("12001", &c.agent[0]), 0);
+        ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
 }
 END_TEST
 
@@ -795,6 +916,7 @@ Suite *config_suite(void) {
         tcase_add_test(tc, test_all_settings);
         tcase_add_test(tc, test_limits_off);
         tcase_add_test(tc, test_exempt_empty);
+        tcase_add_test(tc, test_proxy);
         tcase_add_test(tc, test_partial);
         tcase_add_test(tc, test_models);
         tcase_add_test(tc, test_modes);
@@ -814,6 +936,7 @@ Suite *config_suite(void) {
 
         tc = tcase_create("misc");
         tcase_add_test(tc, test_validate);
+        tcase_add_test(tc, test_agent_and_instance);
         tcase_add_test(tc, test_model_strings);
         tcase_add_test(tc, test_default_control_path);
         suite_add_tcase(s, tc);

@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "handover.h"
+#include "proxy-wait.h"
 #include "log.h"
 #include "suites.h"
 
@@ -291,6 +292,96 @@ START_TEST(test_resume) {
 }
 END_TEST
 
+/* A proxied listener: the trusted peer's connection waits for its header,
+ * is admitted as the client it names with the bytes after the header left
+ * for the model, a health check as itself; an untrusted peer, a plain
+ * client and a silent one are closed unanswered and counted. */
+START_TEST(test_accept_proxied) {
+        static const char v1[] = "PROXY TCP4 192.0.2.7 10.0.0.1 40512 12000\r\nciao\n";
+        static const char local[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+        struct shared *sh = shared_for_test(16);
+        struct fake_model m = {};
+        struct conn_admission a = { .shared = sh, .start = fake_start, .userdata = &m };
+        struct proxy_wait w;
+        struct addr_prefix lo;
+        uint16_t port;
+        int lfd = listener(&port), c[4];
+        char buf[16];
+        uint64_t now;
+
+        ck_assert_int_eq(proxy_wait_init(&w, &sh->proxy_waiting), 0);
+        atomic_store(&sh->live.proxy_timeout_usec, 200 * USEC_PER_MSEC);
+        /* Untrusted: closed at accept. */
+        c[0] = client(port);
+        ck_assert_int_eq(conn_accept_proxied(&a, &w, lfd), 0);
+        ck_assert(closed_by_server(c[0]));
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_refused_untrusted), 1);
+
+        ck_assert_int_eq(addr_prefix_parse("127.0.0.1", &lo), 0);
+        shared_set_proxy_trusted(sh, &lo, 1);
+        for (int i = 1; i < 4; i++)
+                c[i] = client(port);
+        ck_assert_int_eq(conn_accept_proxied(&a, &w, lfd), 0);
+        ck_assert_uint_eq(atomic_load(&sh->proxy_waiting), 3);
+        ck_assert_uint_eq(m.n, 0);
+        ck_assert_int_eq(send(c[1], v1, strlen(v1), 0), (ssize_t) strlen(v1));
+        ck_assert_int_eq(send(c[2], local, sizeof(local) - 1, 0), (ssize_t) sizeof(local) - 1);
+        usleep(50 * 1000);
+        now = now_usec_monotonic();
+        conn_proxied_run(&a, &w, now);
+        ck_assert_uint_eq(m.n, 2);
+        ck_assert_uint_eq(atomic_load(&sh->proxy_waiting), 1);
+        /* The client's bytes are still there for the model. */
+        ck_assert_int_eq(recv(m.fds[0], buf, sizeof(buf), 0), 5);
+        ck_assert(memcmp(buf, "ciao\n", 5) == 0);
+        ck_assert_uint_eq(addr_port(&m.slots[0]->peer), 40512);
+        ck_assert_int_eq(m.slots[0]->via.sa.sa_family, AF_INET);
+        ck_assert(m.slots[1]->health_check);
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_v1), 1);
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_v2), 1);
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_health_checks), 1);
+
+        /* The silent one: not before its time, then closed. */
+        ck_assert_uint_le(conn_proxied_deadline(&a, &w), now + 200 * USEC_PER_MSEC);
+        conn_proxied_run(&a, &w, conn_proxied_deadline(&a, &w) - 1);
+        ck_assert_uint_eq(atomic_load(&sh->proxy_waiting), 1);
+        conn_proxied_run(&a, &w, conn_proxied_deadline(&a, &w));
+        ck_assert_uint_eq(atomic_load(&sh->proxy_waiting), 0);
+        ck_assert(closed_by_server(c[3]));
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_refused_timeout), 1);
+        ck_assert_uint_eq(conn_proxied_deadline(&a, &w), UINT64_MAX);
+
+        /* A plain client: refused at its first byte. */
+        close(c[0]);
+        c[0] = client(port);
+        ck_assert_int_eq(conn_accept_proxied(&a, &w, lfd), 0);
+        ck_assert_int_eq(send(c[0], "CIAO\n", 5, 0), 5);
+        usleep(50 * 1000);
+        conn_proxied_run(&a, &w, now_usec_monotonic());
+        ck_assert(closed_by_server(c[0]));
+        ck_assert_uint_eq(atomic_load(&sh->c.proxy_refused_malformed), 1);
+        ck_assert_uint_eq(m.n, 2);
+
+        /* Those still waiting are closed with the set. */
+        close(c[0]);
+        c[0] = client(port);
+        ck_assert_int_eq(conn_accept_proxied(&a, &w, lfd), 0);
+        proxy_wait_done(&w);
+        ck_assert_uint_eq(atomic_load(&sh->proxy_waiting), 0);
+        ck_assert(closed_by_server(c[0]));
+        proxy_wait_done(&w);
+
+        for (unsigned i = 0; i < m.n; i++) {
+                close(m.fds[i]);
+                conn_end(sh, m.slots[i], CLOSE_EOF);
+        }
+        for (int i = 0; i < 4; i++)
+                close(c[i]);
+        close(lfd);
+        shared_free(sh);
+}
+END_TEST
+
 START_TEST(test_warning_due) {
         uint64_t last = 0;
 
@@ -314,6 +405,7 @@ Suite *conn_suite(void) {
         tcase_add_test(tc, test_accept_emfile);
         tcase_add_test(tc, test_resume);
         tcase_add_test(tc, test_warning_due);
+        tcase_add_test(tc, test_accept_proxied);
         suite_add_tcase(s, tc);
         return s;
 }

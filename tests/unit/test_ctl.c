@@ -121,7 +121,11 @@ static const struct {
         { "connections", "connections", 1 },
         { "t",           "timeout",     1 },
         { "time",        "timeout",     1 },
-        { "r",           "reload",      1 },
+        { "r",           NULL,          2 },
+        { "re",          NULL,          2 },
+        { "rel",         "reload",      1 },
+        { "rea",         "ready",       1 },
+        { "d",           "drain",       1 },
         { "h",           "help",        1 },
         { "x",           NULL,          0 },
         { "",            NULL,          0 },
@@ -690,6 +694,36 @@ START_TEST(test_prometheus_escaping) {
 }
 END_TEST
 
+/* The daemon's instance name labels every sample, the info one first;
+ * a label of the sample's own follows it.  So two daemons' outputs never
+ * share a label set. */
+START_TEST(test_prometheus_instance) {
+        char *a = strdup(render_ok(ctl_prometheus_stats,
+                                   "version 0.1.0\nmodel event\ninstance web-1\ntcp.active 3\n"
+                                   "tcp.closed_eof 5\ndraining yes\nagent.checks 9\nOK\n"));
+        char *b = strdup(render_ok(ctl_prometheus_stats, "version 0.1.0\nmodel event\ninstance web-2\n"
+                                   "tcp.active 3\nOK\n"));
+
+        ck_assert_ptr_nonnull(strstr(a, "\nuppercased_info{uppercased_instance=\"web-1\",version=\"0.1.0\","
+                                        "model=\"event\"} 1\n"));
+        ck_assert_ptr_nonnull(strstr(a, "\nuppercased_tcp_connections_active{uppercased_instance=\"web-1\"} 3\n"));
+        ck_assert_ptr_nonnull(strstr(a, "\nuppercased_tcp_connections_closed_total{uppercased_instance=\"web-1\","
+                                        "reason=\"eof\"} 5\n"));
+        ck_assert_ptr_nonnull(strstr(a, "# TYPE uppercased_draining gauge\n"
+                                        "uppercased_draining{uppercased_instance=\"web-1\"} 1\n"));
+        ck_assert_ptr_nonnull(strstr(a, "# TYPE uppercased_agent_checks_total counter\n"
+                                        "uppercased_agent_checks_total{uppercased_instance=\"web-1\"} 9\n"));
+        ck_assert_ptr_nonnull(strstr(b, "\nuppercased_tcp_connections_active{uppercased_instance=\"web-2\"} 3\n"));
+        /* No sample without the label. */
+        ck_assert_ptr_null(strstr(a, "_active 3"));
+        ck_assert_ptr_null(strstr(a, "{reason="));
+        assert_prometheus_valid(a);
+        assert_prometheus_valid(b);
+        free(a);
+        free(b);
+}
+END_TEST
+
 /* --- for people --- */
 
 static const struct {
@@ -752,6 +786,29 @@ START_TEST(test_human_timeout) {
                          "idle      0.25 s\n"
                          "shutdown   off\n");
         ck_assert_str_eq(render_ok(ctl_human_reload, "OK\n"), "configuration reloaded\n");
+}
+END_TEST
+
+START_TEST(test_human_drain) {
+        int e;
+
+        ck_assert_str_eq(render_ok(ctl_human_drain, "balancer draining\nchanged yes\nOK\n"),
+                         "Draining: the agent-check answers drain; the balancer sends no new connections, "
+                         "open ones go on\n");
+        ck_assert_str_eq(render_ok(ctl_human_drain, "balancer draining\nchanged no\nOK\n"),
+                         "Already draining: the agent-check answers drain; the balancer sends no new connections, "
+                         "open ones go on\n");
+        ck_assert_str_eq(render_ok(ctl_human_drain, "balancer ready\nchanged yes\nOK\n"),
+                         "Ready: the agent-check answers ready; the balancer sends new connections\n");
+        ck_assert_str_eq(render_ok(ctl_human_drain, "balancer ready\nchanged no\nOK\n"),
+                         "Already ready: the agent-check answers ready; the balancer sends new connections\n");
+        ck_assert_str_eq(render_ok(ctl_json_fields, "balancer draining\nchanged no\nOK\n"),
+                         "{\"balancer\":\"draining\",\"changed\":false}\n");
+        render(ctl_human_drain, "OK\n", &e);
+        ck_assert_int_eq(e, -EBADMSG);
+        /* The instance name is a string in JSON even when it looks like a number. */
+        ck_assert_str_eq(render_ok(ctl_json_fields, "instance 42\nagent tcp 127.0.0.1:1\nOK\n"),
+                         "{\"instance\":\"42\",\"agent\":[\"tcp 127.0.0.1:1\"]}\n");
 }
 END_TEST
 
@@ -1062,9 +1119,11 @@ Suite *ctl_suite(void) {
         tcase_add_test(to, test_output_bounded);
         tcase_add_test(to, test_prometheus_stats);
         tcase_add_test(to, test_prometheus_escaping);
+        tcase_add_test(to, test_prometheus_instance);
         tcase_add_test(to, test_format_uptime);
         tcase_add_test(to, test_format_bytes);
         tcase_add_test(to, test_human_timeout);
+        tcase_add_test(to, test_human_drain);
         tcase_add_test(to, test_human_status);
         tcase_add_test(to, test_human_stats);
         tcase_add_test(to, test_human_connections);

@@ -22,6 +22,8 @@ struct fake_daemon {
         uint64_t last_usec;
         int reload_result;
         int reloads;
+        bool draining;
+        int drain_calls;
 };
 
 static void fake_status(void *userdata, struct control_status *st) {
@@ -32,7 +34,18 @@ static void fake_status(void *userdata, struct control_status *st) {
                 .config_file = "/etc/fake.conf",
                 .activated = true,
                 .start_usec = now_usec_monotonic(),
+                .draining = ((struct fake_daemon *) userdata)->draining,
+                .instance = "lab-vm",
         };
+}
+
+static bool fake_set_draining(void *userdata, bool draining) {
+        struct fake_daemon *d = userdata;
+        bool changed = d->draining != draining;
+
+        d->drain_calls++;
+        d->draining = draining;
+        return changed;
 }
 
 static void fake_set_timeout(void *userdata, enum timeout_id t, uint64_t usec) {
@@ -63,6 +76,7 @@ static void fake_init(struct fake_daemon *d) {
                 .status = fake_status,
                 .set_timeout = fake_set_timeout,
                 .reload = fake_reload,
+                .set_draining = fake_set_draining,
                 .userdata = d,
         };
         /* "Timeout set" and "Reload requested" notices. */
@@ -138,6 +152,41 @@ START_TEST(test_timeout) {
         ck_assert_uint_eq(d.last_usec, 250 * USEC_PER_MSEC);
         ck_assert_ptr_nonnull(strstr(ask(&d, "timeout", &out), "idle 0.25\nwrite "));
         textbuf_free(&out);
+        fake_free(&d);
+}
+END_TEST
+
+/* drain and ready go through the daemon; asking twice says it changed
+ * nothing; status and stats show the state, and the instance name. */
+START_TEST(test_drain) {
+        struct fake_daemon d;
+        struct textbuf out;
+
+        fake_init(&d);
+        ck_assert_ptr_nonnull(strstr(ask(&d, "status", &out), "\nbalancer ready\n"));
+        textbuf_free(&out);
+        ck_assert_str_eq(ask(&d, "drain", &out), "balancer draining\nchanged yes\nOK\n");
+        textbuf_free(&out);
+        ck_assert(d.draining);
+        ck_assert_str_eq(ask(&d, "drain", &out), "balancer draining\nchanged no\nOK\n");
+        textbuf_free(&out);
+        ck_assert(d.draining);
+        ck_assert_ptr_nonnull(strstr(ask(&d, "status", &out), "\ninstance lab-vm\n"));
+        ck_assert_ptr_nonnull(strstr(out.data, "\nbalancer draining\n"));
+        textbuf_free(&out);
+        COUNTER_ADD(d.shared, agent_checks, 4);
+        ck_assert_ptr_nonnull(strstr(ask(&d, "stats", &out), "\ninstance lab-vm\n"));
+        ck_assert_ptr_nonnull(strstr(out.data, "\ndraining yes\nagent.checks 4\n"));
+        textbuf_free(&out);
+        ck_assert_str_eq(ask(&d, "ready", &out), "balancer ready\nchanged yes\nOK\n");
+        textbuf_free(&out);
+        ck_assert_str_eq(ask(&d, "ready", &out), "balancer ready\nchanged no\nOK\n");
+        textbuf_free(&out);
+        ck_assert(!d.draining);
+        ck_assert_int_eq(d.drain_calls, 4);
+        ck_assert_str_eq(ask(&d, "drain now", &out), "ERROR wrong number of arguments for 'drain', try 'help'\n");
+        textbuf_free(&out);
+        ck_assert_int_eq(d.drain_calls, 4);
         fake_free(&d);
 }
 END_TEST
@@ -224,6 +273,7 @@ Suite *dispatch_suite(void) {
         tcase_add_test(tc, test_stats);
         tcase_add_test(tc, test_timeout);
         tcase_add_test(tc, test_reload);
+        tcase_add_test(tc, test_drain);
         tcase_add_test(tc, test_help_and_errors);
         tcase_add_test(tc, test_connections_in_parts);
         suite_add_tcase(s, tc);

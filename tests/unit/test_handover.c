@@ -30,6 +30,10 @@ static struct handover_conn sample_v4(void) {
         c.peer.in.sin_family = AF_INET;
         c.peer.in.sin_port = htons(40512);
         inet_pton(AF_INET, "192.0.2.7", &c.peer.in.sin_addr);
+        /* Behind a balancer that sent a PROXY header. */
+        c.via.in.sin_family = AF_INET;
+        c.via.in.sin_port = htons(55000);
+        inet_pton(AF_INET, "10.0.0.5", &c.via.in.sin_addr);
         upcase_init(&c.up, true);
         c.up.tail[0] = 0xc3;            /* the first byte of "é" */
         c.up.ntail = 1;
@@ -60,6 +64,11 @@ static void assert_same(const struct handover_conn *a, const struct handover_con
         ck_assert_int_eq(a->peer.sa.sa_family, b->peer.sa.sa_family);
         ck_assert_mem_eq(&a->peer, &b->peer, a->peer.sa.sa_family == AF_INET ?
                          sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+        ck_assert_int_eq(a->via.sa.sa_family, b->via.sa.sa_family);
+        if (a->via.sa.sa_family != AF_UNSPEC)
+                ck_assert_mem_eq(&a->via, &b->via, a->via.sa.sa_family == AF_INET ?
+                                 sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+        ck_assert_int_eq(a->health_check, b->health_check);
         ck_assert_uint_eq(a->start_realtime_usec, b->start_realtime_usec);
         ck_assert_uint_eq(a->start_usec, b->start_usec);
         ck_assert_uint_eq(a->bytes_in, b->bytes_in);
@@ -80,14 +89,53 @@ START_TEST(test_roundtrip) {
         size_t off;
 
         encode(&b, in, 2);
-        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), 0);
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), HANDOVER_VERSION);
         for (int i = 0; i < 2; i++) {
-                ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, &off, &out), 1);
+                ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &out), 1);
                 assert_same(&in[i], &out);
         }
         ck_assert_ptr_null(out.pending);         /* none: NULL, not a pointer past the end */
-        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, &off, &out), 0);
+        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &out), 0);
         ck_assert_uint_eq(off, b.len);
+        textbuf_free(&b);
+}
+END_TEST
+
+/* A health check's flag travels too. */
+START_TEST(test_roundtrip_health_check) {
+        struct handover_conn in = sample_v6(), out;
+        struct textbuf b;
+        size_t off;
+
+        in.health_check = true;
+        encode(&b, &in, 1);
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), HANDOVER_VERSION);
+        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &out), 1);
+        assert_same(&in, &out);
+        textbuf_free(&b);
+}
+END_TEST
+
+/* The state of the version before (no balancer: a layout-2 record of a
+ * direct connection less its empty "via") is read, so an upgrade from it
+ * keeps the connections' state. */
+START_TEST(test_version1_still_read) {
+        struct handover_conn in = sample_v6(), out;
+        size_t via_at = 8 + 8 + 1 + sizeof(struct sockaddr_in6), off;
+        struct textbuf b;
+
+        encode(&b, &in, 1);
+        ck_assert_uint_eq((uint8_t) b.data[via_at], 0);
+        memmove(b.data + via_at, b.data + via_at + 1, b.len - via_at - 1);
+        b.len--;
+        b.data[7] = '1';
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), 1);
+        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, 1, &off, &out), 1);
+        assert_same(&in, &out);
+        ck_assert_uint_eq(off, b.len);
+        /* A later layout is not guessed at. */
+        b.data[7] = '3';
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), -EBADMSG);
         textbuf_free(&b);
 }
 END_TEST
@@ -98,14 +146,14 @@ START_TEST(test_truncated_everywhere) {
         size_t start, off;
 
         encode(&b, &in, 1);
-        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &start), 0);
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &start), HANDOVER_VERSION);
         /* Every cut inside the record is refused, never read past. */
         for (size_t len = start + 1; len < b.len; len++) {
                 uint8_t *copy = malloc(len);
 
                 memcpy(copy, b.data, len);
                 off = start;
-                ck_assert_int_eq(handover_decode(copy, len, &off, &out), -EBADMSG);
+                ck_assert_int_eq(handover_decode(copy, len, HANDOVER_VERSION, &off, &out), -EBADMSG);
                 ck_assert_uint_eq(off, start);
                 free(copy);
         }
@@ -123,8 +171,8 @@ static void assert_refused(void (*apply)(struct handover_conn *c)) {
 
         apply(&c);
         encode(&b, &c, 1);
-        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), 0);
-        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, &off, &out), -EBADMSG);
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), HANDOVER_VERSION);
+        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &out), -EBADMSG);
         textbuf_free(&b);
 }
 
@@ -161,9 +209,9 @@ START_TEST(test_bad_header_and_flags) {
 
         encode(&b, &c, 1);
         b.data[b.len - 5] = (char) 0x80;        /* unknown flag bits */
-        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), 0);
-        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, &off, &out), -EBADMSG);
-        b.data[7] = '2';                        /* a version this build does not know */
+        ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), HANDOVER_VERSION);
+        ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &out), -EBADMSG);
+        b.data[7] = '0' + HANDOVER_VERSION + 1; /* a version this build does not know */
         ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), -EBADMSG);
         textbuf_free(&b);
 }
@@ -189,8 +237,8 @@ START_TEST(test_transform_continues_across_handover) {
                 upcase_init(&c.up, true);
                 len = upcase_feed(&c.up, (const uint8_t *) text, cut, false, out, NULL);
                 encode(&b, &c, 1);
-                ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), 0);
-                ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, &off, &back), 1);
+                ck_assert_int_eq(handover_decode_header((uint8_t *) b.data, b.len, &off), HANDOVER_VERSION);
+                ck_assert_int_eq(handover_decode((uint8_t *) b.data, b.len, HANDOVER_VERSION, &off, &back), 1);
                 len += upcase_feed(&back.up, (const uint8_t *) text + cut, n - cut, false, out + len, NULL);
                 ck_assert_uint_eq(len, whole_len);
                 ck_assert_mem_eq(out, whole, len);
@@ -385,24 +433,27 @@ END_TEST
 
 START_TEST(test_slot_resume) {
         struct shared *sh;
-        union sockaddr_union peer = sample_v4().peer;
+        struct handover_conn rec = sample_v4();
+        struct conn_origin origin = { .peer = rec.peer, .via = rec.via };
+        union sockaddr_union peer = rec.peer;
         struct conn_slot *a, *b;
 
         ck_assert_int_eq(shared_new(4, &sh), 0);
         atomic_store(&sh->live.max_connections, 2);
-        a = conn_slot_resume(sh, 500, &peer, 11, 22, 33, 44, NULL);
+        a = conn_slot_resume(sh, 500, &origin, 11, 22, 33, 44, NULL);
         ck_assert_ptr_nonnull(a);
         ck_assert_uint_eq(atomic_load(&a->id), 500);
         ck_assert_uint_eq(a->start_realtime_usec, 11);
         ck_assert_uint_eq(a->start_usec, 22);
         ck_assert_uint_eq(atomic_load(&a->bytes_in), 33);
         ck_assert_uint_eq(atomic_load(&a->bytes_out), 44);
+        ck_assert_mem_eq(&a->via, &rec.via, sizeof(struct sockaddr_in));
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_resumed), 1);
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_accepted), 0);
         /* New connections are numbered after the resumed ones. */
         b = conn_slot_take(sh, &peer, NULL);
         ck_assert_uint_eq(atomic_load(&b->id), 501);
-        ck_assert_ptr_null(conn_slot_resume(sh, 9, &peer, 0, 0, 0, 0, NULL));
+        ck_assert_ptr_null(conn_slot_resume(sh, 9, &origin, 0, 0, 0, 0, NULL));
         ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected), 1);
         atomic_store(&a->close_reason, CLOSE_HANDOVER);
         conn_slot_release(sh, a);
@@ -417,6 +468,8 @@ Suite *handover_suite(void) {
         TCase *tc = tcase_create("core");
 
         tcase_add_test(tc, test_roundtrip);
+        tcase_add_test(tc, test_roundtrip_health_check);
+        tcase_add_test(tc, test_version1_still_read);
         tcase_add_test(tc, test_truncated_everywhere);
         tcase_add_test(tc, test_inconsistent_records);
         tcase_add_test(tc, test_bad_header_and_flags);

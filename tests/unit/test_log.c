@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "duration.h"
 #include "log.h"
 #include "suites.h"
 
@@ -134,6 +135,71 @@ START_TEST(test_fields_tcp_open_ipv4) {
                       "REMOTE_PORT=40512",
                       "PROTOCOL=tcp",
                       "CONNECTION_ID=7");
+}
+END_TEST
+
+/* Behind a balancer: the client its PROXY header named, and the balancer. */
+START_TEST(test_fields_tcp_close_via) {
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET, "192.0.2.7");
+
+        ev.via = peer(AF_INET6, "2001:db8::5", 55000);
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 via 2001:db8::5 port 55000 closed (quit): "
+                      "12 bytes in, 12 bytes out, 0.004 s",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "PROXY_ADDR=2001:db8::5",
+                      "PROXY_PORT=55000",
+                      "CONNECTION_ID=7",
+                      "BYTES_IN=12",
+                      "BYTES_OUT=12",
+                      "DURATION_USEC=4321",
+                      "CLOSE_REASON=quit");
+}
+END_TEST
+
+START_TEST(test_fields_tcp_open_via) {
+        struct client_event ev = event(CLIENT_TCP_OPEN, AF_INET, "192.0.2.7");
+
+        ev.via = peer(AF_INET, "10.0.0.5", 55000);
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 via 10.0.0.5 port 55000",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "PROXY_ADDR=10.0.0.5",
+                      "PROXY_PORT=55000",
+                      "CONNECTION_ID=7");
+}
+END_TEST
+
+/* A connection on a proxied listener closed for want of a header: the
+ * socket's peer, and why. */
+START_TEST(test_fields_proxy_refused) {
+        static const struct {
+                enum proxy_refusal why;
+                const char *text, *name;
+        } cases[] = {
+                { PROXY_REFUSED_UNTRUSTED, "PROXY header refused: peer not in proxy.trusted", "untrusted" },
+                { PROXY_REFUSED_MALFORMED, "no valid PROXY header", "malformed" },
+                { PROXY_REFUSED_TIMEOUT, "no PROXY header within 2.5 s", "timeout" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct client_event ev = event(CLIENT_PROXY_REFUSED, AF_INET, "10.0.0.9");
+                char message[LOG_FIELD_MAX], refused[LOG_FIELD_MAX];
+
+                ev.refusal = cases[i].why;
+                ev.proxy_timeout_usec = 2500 * USEC_PER_MSEC;
+                snprintf(message, sizeof(message), "MESSAGE=tcp connection from 10.0.0.9 port 40512 "
+                         "closed unanswered: %s", cases[i].text);
+                snprintf(refused, sizeof(refused), "PROXY_REFUSED=%s", cases[i].name);
+                ASSERT_FIELDS(&ev, message, "PRIORITY=6", "REMOTE_ADDR=10.0.0.9", "REMOTE_PORT=40512",
+                              "PROTOCOL=tcp", refused);
+        }
 }
 END_TEST
 
@@ -746,6 +812,9 @@ Suite *log_suite(void) {
 
         tcase_add_test(fields, test_fields_tcp_open_ipv4);
         tcase_add_test(fields, test_fields_tcp_rejected);
+        tcase_add_test(fields, test_fields_tcp_close_via);
+        tcase_add_test(fields, test_fields_tcp_open_via);
+        tcase_add_test(fields, test_fields_proxy_refused);
         tcase_add_test(fields, test_fields_tcp_rejected_per_source);
         tcase_add_test(fields, test_fields_udp_dropped);
         tcase_add_test(fields, test_fields_tcp_close_ipv6);

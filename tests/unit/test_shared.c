@@ -252,6 +252,54 @@ START_TEST(test_table_full) {
 }
 END_TEST
 
+/* Behind a balancer: the named client is counted per source, the balancer
+ * is kept with it; the balancer's own checks are not counted per source. */
+START_TEST(test_origin_and_health_checks) {
+        struct shared *sh = shared_with(8, 8);
+        struct conn_origin client = { .peer = peer_v4("192.0.2.7", 1), .via = peer_v4("10.0.0.5", 2) };
+        struct conn_origin check = { .peer = peer_v4("10.0.0.5", 3), .health_check = true };
+        struct conn_slot *a, *b, *c;
+
+        atomic_store(&sh->live.tcp_per_source, 1);
+        a = conn_slot_take_from(sh, &client, NULL);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_mem_eq(&a->via, &client.via, sizeof(struct sockaddr_in));
+        ck_assert(!a->health_check);
+        ck_assert_ptr_null(conn_slot_take_from(sh, &client, NULL));
+        b = conn_slot_take_from(sh, &check, NULL);
+        c = conn_slot_take_from(sh, &check, NULL);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_ptr_nonnull(c);
+        ck_assert(b->health_check);
+        ck_assert_uint_eq(atomic_load(&sh->c.tcp_rejected_per_source), 1);
+        /* Released, a check leaves the count of its address alone. */
+        conn_slot_release(sh, b);
+        conn_slot_release(sh, c);
+        ck_assert_ptr_null(conn_slot_take_from(sh, &client, NULL));
+        conn_slot_release(sh, a);
+        ck_assert_ptr_nonnull(conn_slot_take_from(sh, &client, NULL));
+        shared_free(sh);
+}
+END_TEST
+
+START_TEST(test_proxy_trusted) {
+        struct shared *sh = shared_with(4, 4);
+        union sockaddr_union lb = peer_v4("10.0.0.5", 1), other = peer_v4("10.0.1.5", 1);
+        union sockaddr_union mapped = peer_v6("::ffff:10.0.0.9", 1);
+        struct addr_prefix net;
+
+        ck_assert(!shared_proxy_trusted(sh, &lb));
+        ck_assert_int_eq(addr_prefix_parse("10.0.0.0/24", &net), 0);
+        shared_set_proxy_trusted(sh, &net, 1);
+        ck_assert(shared_proxy_trusted(sh, &lb));
+        ck_assert(shared_proxy_trusted(sh, &mapped));
+        ck_assert(!shared_proxy_trusted(sh, &other));
+        shared_set_proxy_trusted(sh, NULL, 0);
+        ck_assert(!shared_proxy_trusted(sh, &lb));
+        shared_free(sh);
+}
+END_TEST
+
 START_TEST(test_traffic) {
         struct shared *sh = shared_with(4, 4);
         union sockaddr_union p = peer_v4("127.0.0.1", 1);
@@ -322,6 +370,8 @@ Suite *shared_suite(void) {
         tcase_add_test(tc, test_per_source_all_distinct);
         tcase_add_test(tc, test_table_full);
         tcase_add_test(tc, test_traffic);
+        tcase_add_test(tc, test_origin_and_health_checks);
+        tcase_add_test(tc, test_proxy_trusted);
         tcase_add_test(tc, test_shared_across_fork);
         tcase_add_test(tc, test_names);
         suite_add_tcase(s, tc);
