@@ -7,6 +7,7 @@
 #                   check-asan, fuzz-replay, check-netns, check-system; each
 #                   builds what it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make bench-netns  req/s direct, through HAProxy, nginx and DNAT (root)
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
