@@ -4,7 +4,7 @@
 #   make run        install missing packages, build, run in the foreground
 #   make check      install missing packages, build what the tests run, run
 #                   every test (check-layers, check-unit, check-integration,
-#                   check-asan, fuzz-replay, check-netns, check-system; each
+#                   check-asan, fuzz-replay, check-system, check-netns; each
 #                   builds what it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
 #   make bench-netns  req/s direct, through HAProxy, nginx and DNAT (root)
@@ -160,8 +160,8 @@ check: deps
 	@$(MAKE) --no-print-directory check-integration
 	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory fuzz-replay
-	@$(MAKE) --no-print-directory check-netns
 	@$(MAKE) --no-print-directory check-system
+	@$(MAKE) --no-print-directory check-netns
 
 # Several instances behind the real HAProxy and nginx (and an nftables
 # stand-in for LVS), in network namespaces, on the configurations of
