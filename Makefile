@@ -4,9 +4,10 @@
 #   make run        install missing packages, build, run in the foreground
 #   make check      install missing packages, build what the tests run, run
 #                   every test (check-layers, check-unit, check-integration,
-#                   check-asan, fuzz-replay, check-system; each builds what
-#                   it runs)
+#                   check-asan, fuzz-replay, check-system, check-netns; each
+#                   builds what it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make bench-netns  req/s direct, through HAProxy, nginx and DNAT (root)
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
@@ -77,7 +78,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
 INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
 
-.PHONY: all deps run check check-layers check-unit check-asan check-integration check-system install clean
+.PHONY: all deps run check check-layers check-unit check-asan check-integration check-netns check-system install clean
 all: $(PROGRAMS)
 
 # Include paths, per directory: each layer sees its own headers and common/'s
@@ -160,6 +161,13 @@ check: deps
 	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory check-system
+	@$(MAKE) --no-print-directory check-netns
+
+# Several instances behind the real HAProxy and nginx (and an nftables
+# stand-in for LVS), in network namespaces, on the configurations of
+# docs/examples/ (needs root; skips without, except under CI=true).
+check-netns: $(PROGRAMS)
+	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/netns/run
 
 # The package on a real systemd in a container (needs root; skips without,
 # except under CI=true).  It builds the package itself.
@@ -210,11 +218,15 @@ $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 # The same echo on sd-event: what the event model's own epoll loop saves.
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-.PHONY: bench bench-build
+.PHONY: bench bench-build bench-netns
 bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
 bench: bench-build
 	@sh bench/install-deps
 	bench/run
+# Requests per second direct to one instance, through HAProxy and through
+# nginx, side by side (the namespaces of check-netns; root).
+bench-netns: $(PROGRAMS) $(BUILD)/bench/uppercase-bench
+	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/netns/run --bench
 
 # fuzz: libFuzzer targets (fuzz/fuzz-*.c), built with clang and linked
 # against a copy of the libraries instrumented for ASan, UBSan and coverage
