@@ -360,6 +360,9 @@ static int server_start_control(struct server *s) {
                 .set_draining = control_on_set_draining,
                 .userdata = s,
         };
+        /* The passed sockets are all there is: say so rather than ignore it. */
+        if (s->listeners.activated && s->overrides->control_path)
+                log_warning("--control ignored: socket activated, the control socket is the one passed");
         r = control_start(s->event, &s->control_iface, &sock, &s->control, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the %s: %s", what,

@@ -508,6 +508,18 @@ def test_ipv6_loopback(dual_daemon, host):
     assert d.wait_log("udp datagram from ::1 port ") is not None, d.log()
 
 
+def test_host_colon_port(dual_daemon):
+    """HOST:PORT and [V6]:PORT in one argument, the way uppercased's own
+    --tcp takes them (it said "cannot resolve localhost:40001" before)."""
+    d = dual_daemon
+    assert ok(["localhost:%d" % d.port, "ciao"]) == b"CIAO\n"
+    assert ok(["127.0.0.1:%d" % d.port, "42"]) == b"42\n"
+    assert ok(["-u", "[::1]:%d" % d.port, "ciao"]) == b"CIAO\n"
+    rc, out, err, _ = run(["localhost:%d" % unused_port(), "ciao"])
+    assert (rc, out) == (1, b"")
+    assert err.startswith("uppercase: cannot connect to localhost:"), err
+
+
 def test_force_family(dual_daemon):
     d = dual_daemon
     assert ok(["-6", "::1", d.port, "sei"]) == b"SEI\n"
@@ -559,6 +571,8 @@ USAGE_CASES = [
     (["localhost", "70000", "x"], "invalid PORT '70000'"),
     (["localhost", "0"], "invalid PORT '0'"),
     ([""], "invalid HOST ''"),
+    (["localhost:0", "x"], "invalid PORT '0' in 'localhost:0'"),
+    (["localhost:ciao"], "invalid PORT 'ciao' in 'localhost:ciao'"),
 ]
 
 
