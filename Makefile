@@ -19,6 +19,8 @@ BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# journalctl reads catalogs from /usr/lib and /usr/local/lib/systemd/catalog.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 
 BUILD      ?= build
 CC         ?= cc
@@ -197,6 +199,8 @@ install: $(PROGRAMS)
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
+	install -d $(DESTDIR)$(CATALOGDIR)
+	install -m 0644 catalog/uppercased.catalog $(DESTDIR)$(CATALOGDIR)/
 
 clean:
 	rm -rf build build-asan build-fuzz
