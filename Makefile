@@ -40,6 +40,9 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags libsystemd libconfig 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
               $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
+# libedit: line editing in uppercase's interactive sessions.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -89,6 +92,7 @@ $(BUILD)/common/%.o: INCLUDES := -Icommon
 $(BUILD)/daemon/%.o: INCLUDES := -Icommon -Idaemon
 $(BUILD)/ctl/%.o:    INCLUDES := -Icommon -Ictl
 $(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
+$(BUILD)/client/edit.o: ALL_CFLAGS += $(EDIT_CFLAGS)
 $(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
 $(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
@@ -111,9 +115,9 @@ $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(EDIT_LIBS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(EDIT_LIBS)
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of

@@ -428,6 +428,48 @@ def test_interactive_tcp_session(daemon, terminal):
     assert len(opens) == 1, daemon.log()     # one connection for the session
 
 
+LEFT, UP = b"\x1b[D", b"\x1b[A"
+
+
+def test_interactive_tcp_line_editing(event_daemon, terminal):
+    """On a terminal the line can be edited (libedit): an arrow key moves
+    the cursor instead of being sent; the up arrow recalls the last line."""
+    d = event_daemon
+    t = terminal(["127.0.0.1", d.port])
+    assert t.read_until(b"> ") == b"> "
+    t.type(b"cix" + LEFT + b"a\n")             # "cix", left, "a": "ciax"
+    t.read_until(b"CIAX\r\n> ")
+    t.type(UP + b"\n")                          # the last line again
+    t.read_until(b"CIAX\r\n> ")
+    t.type("perch" .encode() + "é".encode() + LEFT + b"x\n")
+    t.read_until("PERCHXÉ\r\n> ".encode())
+    t.type(b".\n")
+    assert t.wait() == 0
+    # What went out: the edited lines, no escape sequence.
+    c = d.wait_log("closed (quit)")
+    assert c is not None and ": 21 bytes in, 19 bytes out, " in c, d.log()
+
+
+def test_interactive_udp_line_editing(event_daemon, terminal):
+    t = terminal(["-u", "127.0.0.1", event_daemon.port])
+    t.read_until(b"> ")
+    t.type(b"uo" + LEFT + b"n\n")
+    t.read_until(b"UNO\r\n> ")
+    t.type(UP + b"\n")
+    t.read_until(b"UNO\r\n> ")
+    t.type(b".\n")
+    assert t.wait() == 0
+    lines = [l for l in event_daemon.log_lines() if l.startswith("udp datagram")]
+    assert len(lines) == 2 and all(l.endswith(": 3 bytes in, 3 bytes out") for l in lines), lines
+
+
+def test_piped_escape_sequences_pass_through(event_daemon):
+    """Not a terminal: no editing, the bytes go as they are."""
+    data = b"cix" + LEFT + b"a\n" + UP + b"\n"
+    assert ok(["127.0.0.1", event_daemon.port], input=data) == data.upper()
+    assert ok(["-u", "127.0.0.1", event_daemon.port], input=data) == data.upper()
+
+
 def test_interactive_tcp_ctrl_d(event_daemon, terminal):
     t = terminal(["127.0.0.1", event_daemon.port])
     t.read_until(b"> ")
