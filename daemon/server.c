@@ -671,6 +671,9 @@ static int server_start(struct server *s) {
 
         s->ops = worker_models[s->config.model];
         server_setup_handover(s);
+        /* Before the first client's entry: the model's workers serve at
+         * once, the connection that activated us first. */
+        server_log_started(s);
         server_take_back(s);
         r = server_start_model(s);
         if (r < 0)
@@ -726,7 +729,6 @@ static int server_loop(struct server *s) {
         bool finished;
         int r;
 
-        server_log_started(s);
         server_update_status(s);
         notify_send("READY=1");
         r = sd_event_loop(s->event);
