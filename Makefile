@@ -20,6 +20,8 @@ BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# journalctl reads catalogs from /usr/lib and /usr/local/lib/systemd/catalog.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 
 BUILD      ?= build
 CC         ?= cc
@@ -39,6 +41,9 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags libsystemd libconfig 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
               $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
+# libedit: line editing in uppercase's interactive sessions.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -88,6 +93,7 @@ $(BUILD)/common/%.o: INCLUDES := -Icommon
 $(BUILD)/daemon/%.o: INCLUDES := -Icommon -Idaemon
 $(BUILD)/ctl/%.o:    INCLUDES := -Icommon -Ictl
 $(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
+$(BUILD)/client/edit.o: ALL_CFLAGS += $(EDIT_CFLAGS)
 $(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
 $(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
@@ -110,9 +116,9 @@ $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(EDIT_LIBS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(EDIT_LIBS)
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of
@@ -205,6 +211,8 @@ install: $(PROGRAMS)
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
+	install -d $(DESTDIR)$(CATALOGDIR)
+	install -m 0644 catalog/uppercased.catalog $(DESTDIR)$(CATALOGDIR)/
 
 clean:
 	rm -rf build build-asan build-fuzz
