@@ -431,6 +431,12 @@ def proxied_plain(port, text):
         reply = tcp_once(text, port)[1]
     except (ConnectionResetError, BrokenPipeError):
         reply = ""
+    except OSError as e:
+        # The daemon closed (reset) before the client's shutdown(SHUT_WR):
+        # the socket is no longer connected.
+        if e.errno != errno.ENOTCONN:
+            raise
+        reply = ""
     print("closed" if reply == "" else "answered %r" % reply)
 
 
