@@ -12,7 +12,7 @@
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
 # Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX (and CC_FOR_BUILD
-# with its *_FOR_BUILD flags).  CI=true adds -Werror.
+# with its *_FOR_BUILD flags, BASHCOMPDIR).  CI=true adds -Werror.
 
 VERSION    := $(shell cat VERSION)
 PREFIX     ?= /usr/local
@@ -21,6 +21,9 @@ BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# Where bash-completion looks (it searches $XDG_DATA_DIRS, /usr/local/share
+# included); empty: the completions are not installed.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 BUILD      ?= build
 CC         ?= cc
@@ -221,6 +224,8 @@ install: $(PROGRAMS)
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
+	$(if $(BASHCOMPDIR),install -d $(DESTDIR)$(BASHCOMPDIR))
+	$(if $(BASHCOMPDIR),install -m 0644 completions/* $(DESTDIR)$(BASHCOMPDIR)/)
 
 clean:
 	rm -rf build build-asan build-fuzz
