@@ -11,7 +11,8 @@
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
-# Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX.  CI=true adds -Werror.
+# Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, DESTDIR, PREFIX (and CC_FOR_BUILD
+# with its *_FOR_BUILD flags, BASHCOMPDIR).  CI=true adds -Werror.
 
 VERSION    := $(shell cat VERSION)
 PREFIX     ?= /usr/local
@@ -22,6 +23,9 @@ SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 # journalctl reads catalogs from /usr/lib and /usr/local/lib/systemd/catalog.
 CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
+# Where bash-completion looks (it searches $XDG_DATA_DIRS, /usr/local/share
+# included); empty: the completions are not installed.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 
 BUILD      ?= build
 CC         ?= cc
@@ -128,14 +132,29 @@ $(BUILD)/tests/%.so: tests/shim/%.c
 	$(CC) -std=gnu11 -O2 -g $(WARNINGS) -fPIC -shared -o $@ $< -ldl
 
 # transform table: daemon/upcase.c maps non-ASCII text through a table that
-# tools/gen-case-table.c builds from the libunistring on the build machine
-# (CC_FOR_BUILD when cross-compiling); build/bench/transform measures it.
-CC_FOR_BUILD ?= $(CC)
+# tools/gen-case-table.c builds from the libunistring on the build machine;
+# build/bench/transform measures it.  The generator runs where it is built:
+# cross-compiling, CC_FOR_BUILD builds it with CFLAGS_FOR_BUILD,
+# CPPFLAGS_FOR_BUILD and LDFLAGS_FOR_BUILD (dpkg-buildflags gives them from
+# dpkg 1.22; without them, -O2 -g as autoconf's AX_PROG_CC_FOR_BUILD does:
+# the host's CFLAGS may not suit the build compiler).  Natively (no
+# CC_FOR_BUILD given) it is built like the programs, with CC and CFLAGS,
+# CPPFLAGS, LDFLAGS, so that the distribution's hardening flags reach it
+# too (blhc checks every compiler line of the build log).
+ifeq ($(origin CC_FOR_BUILD),undefined)
+CC_FOR_BUILD        = $(CC)
+CFLAGS_FOR_BUILD   ?= $(CFLAGS)
+CPPFLAGS_FOR_BUILD ?= $(CPPFLAGS)
+LDFLAGS_FOR_BUILD  ?= $(LDFLAGS)
+else
+CFLAGS_FOR_BUILD   ?= -O2 -g
+endif
 CASE_TABLE   := $(BUILD)/gen/case-table.h
 TRANSFORM    := $(BUILD)/bench/transform
 $(BUILD)/tools/gen-case-table: tools/gen-case-table.c
 	@mkdir -p $(@D)
-	$(CC_FOR_BUILD) -std=gnu11 -O2 $(WARNINGS) -o $@ $< \
+	$(CC_FOR_BUILD) $(CPPFLAGS_FOR_BUILD) -std=gnu11 $(WARNINGS) $(CFLAGS_FOR_BUILD) \
+	    $(LDFLAGS_FOR_BUILD) -o $@ $< \
 	    $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
 $(CASE_TABLE): $(BUILD)/tools/gen-case-table
 	@mkdir -p $(@D)
@@ -213,6 +232,8 @@ install: $(PROGRAMS)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
 	install -d $(DESTDIR)$(CATALOGDIR)
 	install -m 0644 catalog/uppercased.catalog $(DESTDIR)$(CATALOGDIR)/
+	$(if $(BASHCOMPDIR),install -d $(DESTDIR)$(BASHCOMPDIR))
+	$(if $(BASHCOMPDIR),install -m 0644 completions/* $(DESTDIR)$(BASHCOMPDIR)/)
 
 clean:
 	rm -rf build build-asan build-fuzz
