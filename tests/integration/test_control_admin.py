@@ -264,3 +264,71 @@ def test_tiers(model, daemon_factory, public_ctl, admin_group):
     # Neither group: the socket itself refuses.
     p = ctl(d.control, "stats", user=base + ["--clear-groups"], binary=public_ctl)
     assert p.returncode == 3 and "permission denied" in p.stderr, p
+
+
+# --------------------------------------------------------------------------
+# uppercasectl(8) keeps up
+
+MAN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "man", "uppercasectl.8")
+
+
+def tool(name):
+    path = shutil.which(name)
+    if not path:
+        if os.environ.get("CI") == "true":
+            pytest.fail("%s not installed (tools/install-deps)" % name)
+        pytest.skip("%s not installed" % name)
+    return path
+
+
+def test_man_page_lint_clean():
+    p = subprocess.run([tool("mandoc"), "-Tlint", MAN], capture_output=True, text=True, timeout=CTL_TIMEOUT)
+    assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p
+    p = subprocess.run([tool("groff"), "-ww", "-man", "-Tutf8", "-z", MAN], capture_output=True, text=True,
+                       timeout=CTL_TIMEOUT)
+    assert p.returncode == 0 and p.stderr == "", p
+
+
+def close_reason_lists(lines):
+    """The lists of close reasons on the page: ".RB ( eof ," up to the
+    first item not followed by a comma."""
+    lists = []
+    for i, line in enumerate(lines):
+        if line == ".RB ( eof ,":
+            words = []
+            for l in lines[i:]:
+                words.append(re.sub(r"^\.R?BR? (\( )?", "", l).split()[0])
+                if not l.endswith(" ,"):
+                    break
+            lists.append(words)
+    return lists
+
+
+def test_man_page_names_what_the_daemon_sends(daemon_factory):
+    daemon = daemon_factory()
+    with open(MAN) as f:
+        man = f.read()
+    lines = man.splitlines()
+    # Every metric entry of the list is its own .TP paragraph.
+    for i, line in enumerate(lines):
+        if re.match(r"^\.B uppercased_\w+(\{.*\})?$", line) and lines[i + 1].startswith(("counter", "gauge")):
+            assert lines[i - 1] == ".TP", (i, line)
+    st = ctl_json(daemon, "stats")
+    reasons = [k[len("closed_"):] for k in st["tcp"] if k.startswith("closed_")]
+    assert "killed" in reasons and "handover" in reasons
+    lists = close_reason_lists(lines)
+    assert len(lists) >= 2, lists
+    for words in lists:
+        assert words == reasons, (words, reasons)
+    for reason in reasons:
+        assert ".BR tcp.closed_%s ," % reason in man, reason
+    for c in ("kill", "reset", "help"):
+        assert re.search(r"\n\.TP\n\.B[IR]? %s\b" % c, man), c
+    status = ctl_json(daemon, "status")
+    assert ".B control_protocol\n(%d)," % status["control_protocol"] in man
+    assert "Control protocol:  %d\n" % status["control_protocol"] in man
+    # The Prometheus names the page gives are the ones printed.
+    text = ctl_ok(daemon, "--prometheus", "stats")
+    for name in set(re.findall(r"^# TYPE (\w+) ", text, re.M)):
+        assert re.search(r"^\.BR? (.*\" )?%s\b" % name, man, re.M), name
