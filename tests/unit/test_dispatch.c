@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "control.h"
 #include "duration.h"
@@ -400,6 +402,29 @@ START_TEST(test_peer_is_admin) {
 }
 END_TEST
 
+/* The peer's supplementary groups, as SO_PEERGROUPS gives them: here our
+ * own, over a socket pair. */
+START_TEST(test_peer_groups) {
+        gid_t mine[64], theirs[64];
+        int fds[2], n, m;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+        n = getgroups(64, mine);
+        ck_assert_int_ge(n, 0);
+        m = control_peer_groups(fds[0], getpid(), theirs, 64);
+        ck_assert_int_eq(m, n);
+        for (int i = 0; i < n; i++) {
+                bool found = false;
+
+                for (int j = 0; j < m; j++)
+                        found = found || theirs[j] == mine[i];
+                ck_assert(found);
+        }
+        close(fds[0]);
+        close(fds[1]);
+}
+END_TEST
+
 /* help COMMAND: that command's line only. */
 START_TEST(test_help_command) {
         struct fake_daemon d;
@@ -463,6 +488,7 @@ Suite *dispatch_suite(void) {
         tcase_add_test(tc, test_reset);
         tcase_add_test(tc, test_tiers);
         tcase_add_test(tc, test_peer_is_admin);
+        tcase_add_test(tc, test_peer_groups);
         tcase_add_test(tc, test_help_command);
         tcase_add_test(tc, test_units_in_keys);
         suite_add_tcase(s, tc);
