@@ -288,8 +288,11 @@ static int handle_timeout(struct control_call *x) {
 }
 
 static int handle_reload(struct control_call *x) {
+        int r;
+
         log_info("Reload requested by uid %u (pid %d)", (unsigned) x->peer->uid, (int) x->peer->pid);
-        return x->d->reload(x->d->userdata, x->err, sizeof(x->err));
+        r = x->d->reload(x->d->userdata, x->err, sizeof(x->err));
+        return r < 0 ? r : 0;
 }
 
 /* drain, ready: logged once per change, with who asked; asking again
