@@ -4,9 +4,10 @@
 #   make run        install missing packages, build, run in the foreground
 #   make check      install missing packages, build what the tests run, run
 #                   every test (check-layers, check-unit, check-integration,
-#                   check-asan, fuzz-replay, check-system; each builds what
-#                   it runs)
+#                   check-asan, fuzz-replay, check-system, check-netns; each
+#                   builds what it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make bench-netns  req/s direct, through HAProxy, nginx and DNAT (root)
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
 #
@@ -19,6 +20,8 @@ BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# journalctl reads catalogs from /usr/lib and /usr/local/lib/systemd/catalog.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 
 BUILD      ?= build
 CC         ?= cc
@@ -38,6 +41,9 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags libsystemd libconfig 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libsystemd libconfig 2>/dev/null) \
               $(shell pkg-config --libs libunistring 2>/dev/null || echo -lunistring)
+# libedit: line editing in uppercase's interactive sessions.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -77,7 +83,7 @@ MANPAGES   := $(wildcard man/*.[1-8])
 BENCH_BIN  := $(BUILD)/bench/uppercase-bench $(BUILD)/bench/echo-ref
 INTEGRATION_BIN := $(PROGRAMS) $(TOOLS) $(SHIMS) $(BENCH_BIN)
 
-.PHONY: all deps run check check-layers check-unit check-asan check-integration check-system install clean
+.PHONY: all deps run check check-layers check-unit check-asan check-integration check-netns check-system install clean
 all: $(PROGRAMS)
 
 # Include paths, per directory: each layer sees its own headers and common/'s
@@ -87,6 +93,7 @@ $(BUILD)/common/%.o: INCLUDES := -Icommon
 $(BUILD)/daemon/%.o: INCLUDES := -Icommon -Idaemon
 $(BUILD)/ctl/%.o:    INCLUDES := -Icommon -Ictl
 $(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
+$(BUILD)/client/edit.o: ALL_CFLAGS += $(EDIT_CFLAGS)
 $(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
 $(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
@@ -109,9 +116,9 @@ $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(EDIT_LIBS)
 $(UNIT): $(call obj,$(UNIT_SRC)) $(LIBDAEMON) $(LIBCTL) $(if $(CLIENT_LIB_SRC),$(LIBCLIENT)) $(LIBCOMMON)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(EDIT_LIBS)
 $(TOOLS): $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # LD_PRELOAD shims for the integration tests: plain -fPIC, no sanitizer of
@@ -160,6 +167,13 @@ check: deps
 	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory check-system
+	@$(MAKE) --no-print-directory check-netns
+
+# Several instances behind the real HAProxy and nginx (and an nftables
+# stand-in for LVS), in network namespaces, on the configurations of
+# docs/examples/ (needs root; skips without, except under CI=true).
+check-netns: $(PROGRAMS)
+	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/netns/run
 
 # The package on a real systemd in a container (needs root; skips without,
 # except under CI=true).  It builds the package itself.
@@ -197,6 +211,8 @@ install: $(PROGRAMS)
 	install -m 0644 etc/uppercased.conf $(DESTDIR)$(SYSCONFDIR)/uppercased/uppercased.conf
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(UNITDIR)/
+	install -d $(DESTDIR)$(CATALOGDIR)
+	install -m 0644 catalog/uppercased.catalog $(DESTDIR)$(CATALOGDIR)/
 
 clean:
 	rm -rf build build-asan build-fuzz
@@ -210,11 +226,15 @@ $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 # The same echo on sd-event: what the event model's own epoll loop saves.
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-.PHONY: bench bench-build
+.PHONY: bench bench-build bench-netns
 bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
 bench: bench-build
 	@sh bench/install-deps
 	bench/run
+# Requests per second direct to one instance, through HAProxy and through
+# nginx, side by side (the namespaces of check-netns; root).
+bench-netns: $(PROGRAMS) $(BUILD)/bench/uppercase-bench
+	UPPERCASED_BUILD=$(abspath $(BUILD)) tests/netns/run --bench
 
 # fuzz: libFuzzer targets (fuzz/fuzz-*.c), built with clang and linked
 # against a copy of the libraries instrumented for ASan, UBSan and coverage

@@ -9,12 +9,14 @@
  *
  *      1st argument            HOST (never all digits: "12000" alone is
  *                              refused rather than read as the IPv4
- *                              address 0.0.46.224)
- *      2nd, if all digits      PORT (1..65535)
+ *                              address 0.0.46.224), or HOST:PORT (one
+ *                              colon) or [IPV6]:PORT
+ *      2nd, if all digits      PORT (1..65535), unless the 1st gave one
  *      the rest                TEXT, joined by single spaces
  *
- * So "uppercase localhost ciao" sends "ciao" to localhost:12000 and
- * "uppercase localhost 12001 ciao" to port 12001. */
+ * So "uppercase localhost ciao" sends "ciao" to localhost:12000, and
+ * "uppercase localhost 12001 ciao" and "uppercase localhost:12001 ciao"
+ * to port 12001. */
 
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +50,7 @@ void client_usage(FILE *f) {
               "\n"
               "Options come before HOST.  The first argument is HOST (default localhost),\n"
               "the second is PORT when it is all digits (default 12000), the rest is TEXT.\n"
+              "HOST:PORT and [IPV6]:PORT give both in the first argument.\n"
               "\n"
               "With TEXT: send it (the words joined by spaces), print the reply, exit.\n"
               "Without TEXT, on a terminal: a session, one line at a time; \".\" or\n"
@@ -130,21 +133,6 @@ static int parse_options(int argc, char *argv[], struct client_options *o, char 
         return 0;
 }
 
-static int set_host(struct client_options *o, const char *arg, char *err, size_t errlen) {
-        int r;
-
-        if (client_all_digits(arg))
-                return errbuf_set(err, errlen, -EINVAL,
-                                   "HOST '%s' looks like a port; give the host first: localhost %s",
-                                   arg, arg);
-        r = client_copy_host(arg, o->host, sizeof(o->host));
-        if (r == -ENAMETOOLONG)
-                return errbuf_set(err, errlen, -EINVAL, "%s", "HOST is too long");
-        if (r < 0)
-                return errbuf_set(err, errlen, -EINVAL, "invalid HOST '%s'", arg);
-        return 0;
-}
-
 static int set_port(struct client_options *o, const char *arg, char *err, size_t errlen) {
         uint16_t port;
 
@@ -154,16 +142,87 @@ static int set_port(struct client_options *o, const char *arg, char *err, size_t
         return 0;
 }
 
+/* Where the PORT of "HOST:PORT" (exactly one colon) or "[V6]:PORT" starts
+ * in arg, and the length of its HOST part, brackets kept; NULL when arg is
+ * a host alone ("localhost", "::1", "[::1]"); -EINVAL in *r for text after
+ * "[V6]" that is not ":PORT". */
+static const char *host_port_split(const char *arg, size_t *ret_host_len, int *r) {
+        const char *colon, *close;
+
+        *r = 0;
+        if (arg[0] == '[') {
+                close = strchr(arg, ']');
+                if (!close || close[1] == '\0')
+                        return NULL;
+                if (close[1] != ':') {
+                        *r = -EINVAL;
+                        return NULL;
+                }
+                *ret_host_len = (size_t) (close + 1 - arg);
+                return close + 2;
+        }
+        colon = strchr(arg, ':');
+        if (!colon || strchr(colon + 1, ':'))
+                return NULL;
+        *ret_host_len = (size_t) (colon - arg);
+        return colon + 1;
+}
+
+static int set_one_host(struct client_options *o, const char *host, const char *arg, char *err, size_t errlen) {
+        int r;
+
+        if (client_all_digits(host))
+                return errbuf_set(err, errlen, -EINVAL,
+                                   "HOST '%s' looks like a port; give the host first: localhost %s",
+                                   arg, arg);
+        r = client_copy_host(host, o->host, sizeof(o->host));
+        if (r == -ENAMETOOLONG)
+                return errbuf_set(err, errlen, -EINVAL, "%s", "HOST is too long");
+        if (r < 0)
+                return errbuf_set(err, errlen, -EINVAL, "invalid HOST '%s'", arg);
+        return 0;
+}
+
+/* HOST, HOST:PORT or [V6]:PORT.  Sets *ret_port_given for the last two. */
+static int set_host(struct client_options *o, const char *arg, bool *ret_port_given,
+                    char *err, size_t errlen) {
+        char host[NI_MAXHOST + 2];
+        const char *port;
+        size_t n = 0;
+        int r;
+
+        *ret_port_given = false;
+        port = host_port_split(arg, &n, &r);
+        if (r < 0)
+                return errbuf_set(err, errlen, -EINVAL, "invalid HOST '%s'", arg);
+        if (!port)
+                return set_one_host(o, arg, arg, err, errlen);
+        if (n == 0)
+                return errbuf_set(err, errlen, -EINVAL, "invalid HOST '%s'", arg);
+        if (n >= sizeof(host))
+                return errbuf_set(err, errlen, -EINVAL, "%s", "HOST is too long");
+        memcpy(host, arg, n);
+        host[n] = '\0';
+        if (client_parse_port(port, &(uint16_t) { 0 }) < 0)
+                return errbuf_set(err, errlen, -EINVAL, "invalid PORT '%s' in '%s' (1..65535)", port, arg);
+        r = set_one_host(o, host, arg, err, errlen);
+        if (r < 0)
+                return r;
+        *ret_port_given = true;
+        return set_port(o, port, err, errlen);
+}
+
 /* HOST, then PORT if all digits, then TEXT: see the top of this file. */
 static int parse_positional(int n, char *args[], struct client_options *o, char *err, size_t errlen) {
+        bool port_given = false;
         int i = 0, r;
 
         if (i < n) {
-                r = set_host(o, args[i++], err, errlen);
+                r = set_host(o, args[i++], &port_given, err, errlen);
                 if (r < 0)
                         return r;
         }
-        if (i < n && client_all_digits(args[i])) {
+        if (i < n && !port_given && client_all_digits(args[i])) {
                 r = set_port(o, args[i++], err, errlen);
                 if (r < 0)
                         return r;

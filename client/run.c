@@ -37,14 +37,20 @@ static int run_text(struct session *s) {
         return r;
 }
 
+/* A terminal gets a session, with line editing when it can be had; a pipe
+ * or a file goes through as it is, byte for byte. */
 static int run_stdin(struct session *s) {
         bool interactive = isatty(STDIN_FILENO);
+        int r;
 
-        if (s->o->udp)
-                return udp_lines(s, interactive);
+        if (!interactive && !s->o->udp)
+                return tcp_pump(s, STDIN_FILENO, NULL, 0, false);
         if (interactive)
-                return tcp_interactive(s);
-        return tcp_pump(s, STDIN_FILENO, NULL, 0, false);
+                s->editor = editor_new(STDIN_FILENO);
+        r = s->o->udp ? udp_lines(s, interactive) : tcp_interactive(s);
+        editor_free(s->editor);
+        s->editor = NULL;
+        return r;
 }
 
 int client_run(const struct client_options *o, char *err, size_t errlen) {

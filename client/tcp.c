@@ -302,6 +302,27 @@ static int chat_end_input(struct chat *c) {
         return 0;
 }
 
+/* With editing: the next line typed, unless the server speaks (or closes)
+ * first, which chat_receive() then reads. */
+static int chat_edit_line(struct chat *c) {
+        const char *line;
+        size_t len;
+        int r;
+
+        r = editor_read(c->s->editor, c->sock, &line, &len);
+        if (r == -EAGAIN) {
+                c->prompted = true;     /* a line was being typed */
+                return 0;
+        }
+        if (r == -EMSGSIZE)
+                return session_error(c->s, r, "line too long (at most %d bytes)", CLIENT_LINE_MAX - 1);
+        if (r < 0)
+                return session_error(c->s, r, "cannot read standard input: %s", strerror(-r));
+        if (r == 0)
+                return chat_end_input(c);
+        return chat_send_line(c, line, len);
+}
+
 /* Sends the next complete line typed, if any, once the last is answered. */
 static int chat_next_line(struct chat *c) {
         const char *line;
@@ -310,6 +331,8 @@ static int chat_next_line(struct chat *c) {
 
         if (c->owed > 0 || c->quitting)
                 return 0;
+        if (c->s->editor)
+                return chat_edit_line(c);
         r = line_reader_take(&c->in, &line, &len);
         if (r == -EMSGSIZE)
                 return session_error(c->s, r, "line too long (at most %d bytes)", CLIENT_LINE_MAX - 1);
@@ -350,7 +373,8 @@ static int chat_poll(struct chat *c, struct pollfd fds[2]) {
         bool waiting = c->owed > 0 || c->quitting;
 
         fds[0] = (struct pollfd) { .fd = c->sock, .events = POLLIN };
-        fds[1] = (struct pollfd) { .fd = waiting ? -1 : c->in.fd, .events = POLLIN };
+        /* With editing, the editor reads the terminal. */
+        fds[1] = (struct pollfd) { .fd = waiting || c->s->editor ? -1 : c->in.fd, .events = POLLIN };
         return poll_two(c->s, fds, waiting ? net_msec_until(c->deadline) : -1);
 }
 

@@ -156,9 +156,13 @@ static int udp_next_line(struct session *s, struct line_reader *lr, bool interac
                          const char **line, size_t *len) {
         int r;
 
-        if (interactive)
-                (void) net_write_all(STDERR_FILENO, "> ", 2);
-        r = line_reader_next(lr, line, len);
+        if (s->editor)
+                r = editor_read(s->editor, -1, line, len);
+        else {
+                if (interactive)
+                        (void) net_write_all(STDERR_FILENO, "> ", 2);
+                r = line_reader_next(lr, line, len);
+        }
         if (r == -EMSGSIZE)
                 return session_error(s, r, "a line of standard input is too long for a UDP datagram "
                                      "(at most %d bytes)", CLIENT_DATAGRAM_MAX);

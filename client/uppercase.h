@@ -116,6 +116,21 @@ int line_reader_take(struct line_reader *lr, const char **ret_line, size_t *ret_
 /* The next line, reading as needed (blocking): 1, 0 at the end, -errno. */
 int line_reader_next(struct line_reader *lr, const char **ret_line, size_t *ret_len);
 
+/* ---- line editing on a terminal (edit.c) ---------------------------------- */
+
+struct editor;
+
+/* An editor for the lines typed on the terminal in_fd (libedit: prompt,
+ * arrow keys, history); NULL when in_fd is no terminal, or editing cannot
+ * be had: then lines are read plainly. */
+struct editor *editor_new(int in_fd);
+void editor_free(struct editor *e);
+/* Prompts and reads one line: 1 with the line (without its "\n"; valid
+ * until the next call), 0 at the end of input (Ctrl-D), -EAGAIN when
+ * watch_fd (-1: none) became readable first (the line being typed is
+ * dropped), -EMSGSIZE for a line too long, or -errno. */
+int editor_read(struct editor *e, int watch_fd, const char **ret_line, size_t *ret_len);
+
 /* ---- sessions (run.c, net.c, tcp.c, udp.c) -------------------------------- */
 
 struct session {
@@ -124,6 +139,7 @@ struct session {
         char timeout_text[32];          /* the timeout in seconds, "2" */
         int timeout_msec;
         struct addrinfo *addrs;
+        struct editor *editor;          /* interactive, on a terminal: editing; else NULL */
         char *err;
         size_t errlen;
 };

@@ -195,12 +195,13 @@ static void log_emit(int priority, const struct iovec *fields, size_t n) {
 
 /* ---- daemon messages ---- */
 
-static void log_msgv(int priority, const char *fmt, va_list ap)
-        __attribute__((format(printf, 2, 0)));
+static void log_msgv(int priority, const char *message_id, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
 
-static void log_msgv(int priority, const char *fmt, va_list ap) {
+/* message_id: NULL, or one of LOG_ID_*. */
+static void log_msgv(int priority, const char *message_id, const char *fmt, va_list ap) {
         int saved_errno = errno;
-        char msg[LOG_MSG_MAX] = MESSAGE_KEY, prio[16];
+        char msg[LOG_MSG_MAX] = MESSAGE_KEY, prio[16], id[LOG_FIELD_MAX];
         size_t off = strlen(MESSAGE_KEY);
 
         priority = LOG_PRI(priority);
@@ -211,9 +212,10 @@ static void log_msgv(int priority, const char *fmt, va_list ap) {
         errno = saved_errno;
         vsnprintf(msg + off, sizeof(msg) - off, fmt, ap);
         snprintf(prio, sizeof(prio), "PRIORITY=%d", priority);
+        snprintf(id, sizeof(id), "MESSAGE_ID=%s", message_id ? message_id : "");
 
-        struct iovec fields[] = { iov_string(msg), iov_string(prio) };
-        log_emit(priority, fields, 2);
+        struct iovec fields[] = { iov_string(msg), iov_string(prio), iov_string(id) };
+        log_emit(priority, fields, message_id ? 3 : 2);
         errno = saved_errno;
 }
 
@@ -221,7 +223,15 @@ void log_msg(int priority, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        log_msgv(priority, fmt, ap);
+        log_msgv(priority, NULL, fmt, ap);
+        va_end(ap);
+}
+
+void log_msg_id(int priority, const char *message_id, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_msgv(priority, message_id, fmt, ap);
         va_end(ap);
 }
 
@@ -232,7 +242,7 @@ int log_errno(int priority, int err, const char *fmt, ...) {
         err = abs(err);
         errno = err;
         va_start(ap, fmt);
-        log_msgv(priority, fmt, ap);
+        log_msgv(priority, NULL, fmt, ap);
         va_end(ap);
         errno = saved_errno;
         return -err;
@@ -252,6 +262,10 @@ static void field_printf(char *buf, const char *fmt, ...) {
 
 static const char *protocol_name(enum client_event_kind kind) {
         return kind == CLIENT_UDP || kind == CLIENT_UDP_DROPPED ? "udp" : "tcp";
+}
+
+static const char *reject_message_id(enum reject_reason why) {
+        return why == REJECT_PER_SOURCE ? LOG_ID_REJECTED_PER_SOURCE : LOG_ID_REJECTED_CONNECTIONS;
 }
 
 static const char *reject_text(enum reject_reason why) {
@@ -371,8 +385,10 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
                 field_printf(fields[n++], "PROXY_REFUSED=%s", refusal_name(ev->refusal));
                 return n;
         }
-        if (ev->kind == CLIENT_TCP_REJECTED)
+        if (ev->kind == CLIENT_TCP_REJECTED) {
+                field_printf(fields[n++], "MESSAGE_ID=%s", reject_message_id(ev->reject));
                 return n;
+        }
         if (ev->kind == CLIENT_UDP_DROPPED) {
                 field_printf(fields[n++], "BYTES_IN=%" PRIu64, ev->bytes_in);
                 return n;
@@ -386,6 +402,7 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
         if (ev->kind == CLIENT_TCP_CLOSE) {
                 field_printf(fields[n++], "DURATION_USEC=%" PRIu64, ev->duration_usec);
                 field_printf(fields[n++], "CLOSE_REASON=%s", close_reason_to_string(ev->reason));
+                field_printf(fields[n++], "MESSAGE_ID=%s", LOG_ID_CONN_CLOSED);
         }
         return n;
 }

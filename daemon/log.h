@@ -39,6 +39,27 @@ void log_set_shared(struct shared *sh);
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int log_errno(int priority, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* The entries an operator searches for carry a MESSAGE_ID, explained in
+ * the journal catalog, catalog/uppercased.catalog (journalctl -x;
+ * journalctl MESSAGE_ID=...), and in uppercased(8), LOGGING.  Each was
+ * generated once with systemd-id128 new: never change one, nor give one
+ * another meaning.  tests/integration/test_log_catalog.py keeps these and
+ * the catalog one to one. */
+#define LOG_ID_CONN_CLOSED          "ef8c5589bb774a548f30858f52849cd5"   /* client entry */
+#define LOG_ID_REJECTED_PER_SOURCE  "781f68b644014a5088f4c7b3f7c89248"   /* client entry */
+#define LOG_ID_REJECTED_CONNECTIONS "34b6fb1dec6847408e3e2c654b5281ad"   /* client entry */
+#define LOG_ID_RELOADED             "eaccda75efef4aef883d83fb7aadb5db"
+#define LOG_ID_RELOAD_REFUSED       "8d67d6a4755b44afa36ee9762a94a641"
+#define LOG_ID_HANDED_OVER          "1cb2d2d768144dbfb1d226a16a75e1ac"
+#define LOG_ID_RESUMED              "6ddb21ee687f44d8ad34d3b983fac7ff"
+#define LOG_ID_STARTED              "8460605575fd412782cde9625e63d277"
+#define LOG_ID_STOPPING             "5bc6731eb1fb4448b7e49cd3b4a80984"
+
+/* log_msg() with a MESSAGE_ID (one of LOG_ID_*) in the journal; the same
+ * line as log_msg() on stderr. */
+void log_msg_id(int priority, const char *message_id, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 #define log_debug(...)   log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_INFO, __VA_ARGS__)
 #define log_notice(...)  log_msg(LOG_NOTICE, __VA_ARGS__)
@@ -81,9 +102,9 @@ void log_client(const struct client_event *ev);
 void log_flush_suppressed(void);
 
 /* Pure formatting, for the journal and for tests.  Fills fields[] with
- * "KEY=value" strings (MESSAGE first) and returns how many; each buffer is
- * LOG_FIELD_MAX bytes. */
-#define LOG_FIELDS_MAX 12
+ * "KEY=value" strings (MESSAGE first; MESSAGE_ID last, on a close or a
+ * refusal) and returns how many; each buffer is LOG_FIELD_MAX bytes. */
+#define LOG_FIELDS_MAX 14
 #define LOG_FIELD_MAX 256
 int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX]);
 

@@ -176,8 +176,10 @@ int main(int argc, char *argv[]) {
         if (check) {
                 if (r < 0)
                         fprintf(stderr, "%s\n", err);
+                else if (path[0])
+                        printf("configuration OK: %s\n", path);
                 else
-                        printf("configuration OK\n");
+                        printf("configuration OK: built-in defaults (no %s)\n", CONFIG_DEFAULT_PATH);
                 /* Not an error: the daemon runs, with fewer connections. */
                 fflush(stdout);
                 if (r >= 0 && !server_fds_fit(&c, err, sizeof(err)))

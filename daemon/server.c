@@ -255,7 +255,7 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
         if (r >= 0 && s->listeners.n_proxy > 0)
                 r = config_check_proxy(&c, err, errlen);
         if (r < 0) {
-                log_error("Reload failed, keeping the old configuration: %s", err);
+                log_msg_id(LOG_ERR, LOG_ID_RELOAD_REFUSED, "Reload failed, keeping the old configuration: %s", err);
                 notify_send("READY=1");
                 return r;
         }
@@ -265,7 +265,7 @@ static int server_reload(struct server *s, char *err, size_t errlen) {
         memcpy(s->config_file, path, sizeof(path));
         server_apply_live(s, &s->config);
         s->ops->timeouts_changed(s->worker);
-        log_info("Configuration reloaded from %s", path[0] ? path : "built-in defaults");
+        log_msg_id(LOG_INFO, LOG_ID_RELOADED, "Configuration reloaded from %s", path[0] ? path : "built-in defaults");
         server_check_fds(s);
         notify_send("READY=1");
         return 0;
@@ -374,6 +374,9 @@ static int server_start_control(struct server *s) {
                 .kill = control_on_kill,
                 .userdata = s,
         };
+        /* The passed sockets are all there is: say so rather than ignore it. */
+        if (s->listeners.activated && s->overrides->control_path)
+                log_warning("--control ignored: socket activated, the control socket is the one passed");
         r = control_start(s->event, &s->control_iface, &sock, &s->control, what, sizeof(what));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the %s: %s", what,
@@ -419,8 +422,10 @@ static void server_stop(struct server *s, const char *why) {
         s->stop_deadline = shared_timeout(s->shared, TIMEOUT_SHUTDOWN) ?
                 now + shared_timeout(s->shared, TIMEOUT_SHUTDOWN) : UINT64_MAX;
         notify_send("STOPPING=1");
-        log_info("%s, stopping: finishing %u connection(s)", why, atomic_load(&s->shared->tcp_active));
+        log_msg_id(LOG_INFO, LOG_ID_STOPPING, "%s, stopping: finishing %u connection(s)", why,
+                   atomic_load(&s->shared->tcp_active));
         s->ops->stop(s->worker);
+        listeners_stop_accepting(&s->listeners);
         server_update_status(s);
         r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_drain_tick, s);
         if (r < 0) {
@@ -560,8 +565,8 @@ static void server_take_back(struct server *s) {
                 p->fd = -1;
                 s->n_resumed++;
         }
-        log_info("Resumed %zu of %zu connection(s) handed over by the previous instance",
-                 s->n_resumed, l->n_resumed);
+        log_msg_id(LOG_INFO, LOG_ID_RESUMED, "Resumed %zu of %zu connection(s) handed over by the previous instance",
+                   s->n_resumed, l->n_resumed);
 }
 
 /* After the model started: connections it did not take are closed. */
@@ -602,7 +607,8 @@ static void server_store_handover(struct server *s) {
                 log_error_errno(r, "Failed to store the state of %u connection(s) handed over; "
                                 "the next instance resumes them without it: %m", s->handover.stored);
         else
-                log_info("Handed over %u connection(s) to the next instance", s->handover.stored);
+                log_msg_id(LOG_INFO, LOG_ID_HANDED_OVER, "Handed over %u connection(s) to the next instance",
+                           s->handover.stored);
 }
 
 /* ---- start and run ---- */
@@ -623,8 +629,8 @@ static void server_log_started(struct server *s) {
         for (size_t i = 0; i < s->listeners.n_agent && len < sizeof(buf); i++)
                 len += snprintf(buf + len, sizeof(buf) - len, ", agent-check %s",
                                 listen_describe(s->listeners.agent[i], one, sizeof(one)));
-        log_info("uppercased %s running: %s model%s%s", VERSION, s->ops->name,
-                 s->listeners.activated ? ", socket activated" : "", len ? buf : "");
+        log_msg_id(LOG_INFO, LOG_ID_STARTED, "uppercased %s running: %s model%s%s", VERSION, s->ops->name,
+                   s->listeners.activated ? ", socket activated" : "", len ? buf : "");
 }
 
 static int server_start_model(struct server *s) {
@@ -680,6 +686,9 @@ static int server_start(struct server *s) {
 
         s->ops = worker_models[s->config.model];
         server_setup_handover(s);
+        /* Before the first client's entry: the model's workers serve at
+         * once, the connection that activated us first. */
+        server_log_started(s);
         server_take_back(s);
         r = server_start_model(s);
         if (r < 0)
@@ -735,7 +744,6 @@ static int server_loop(struct server *s) {
         bool finished;
         int r;
 
-        server_log_started(s);
         server_update_status(s);
         notify_send("READY=1");
         r = sd_event_loop(s->event);

@@ -611,7 +611,10 @@ static void loop_stop(struct loop *l) {
 
         l->stopping = true;
         l->stop_at = l->now;
-        loop_set_accepting(l, false);
+        /* Out of the set, not just unwatched: a listener shut on stop
+         * (listen.h) reports EPOLLHUP whatever it is watched for. */
+        for (size_t i = 0; i < l->n_accept; i++)
+                (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->accept[i].fd, NULL);
         /* Not clients yet: their balancer tries another instance. */
         proxy_wait_done(&l->proxy);
         for (size_t i = 0; i < l->n_udp; i++)

@@ -322,3 +322,35 @@ def test_activation_without_control_socket_binds_none(tmpdir_short):
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+def test_check_config_says_built_in_defaults(tmpdir_short):
+    """-n without a file says what it checked: the built-in defaults, since
+    the default path does not exist (a lab machine without the package)."""
+    code, out, err = run(["-h"])
+    default = [l for l in out.splitlines() if "--config FILE" in l][0]
+    path = default.split("(default ", 1)[1].rstrip(")")
+    if os.path.exists(path):
+        pytest.skip("%s exists here" % path)
+    code, out, err = run(["-n"])
+    assert code == 0, err
+    assert out == "configuration OK: built-in defaults (no %s)\n" % path, out
+
+
+def test_check_config_names_the_file(tmpdir_short):
+    conf, _ = good_config(tmpdir_short)
+    code, out, err = run(["-n", "-c", conf])
+    assert (code, out) == (0, "configuration OK: %s\n" % conf), (out, err)
+
+
+def test_control_option_ignored_when_activated_is_said(daemon_factory, tmpdir_short):
+    """--control given to a socket-activated daemon: one warning at start,
+    and the passed socket stays the control socket."""
+    other = os.path.join(tmpdir_short, "other.sock")
+    d, q = activated(daemon_factory, ("event", ["--control", other]))
+    d.wait_log("running: event model, socket activated")
+    warning = "warning: --control ignored: socket activated, the control socket is the one passed"
+    lines = d.log().splitlines()
+    assert lines.count(warning) == 1, d.log()
+    assert not os.path.exists(other)
+    assert os.path.exists(d.activate_control)

@@ -428,6 +428,48 @@ def test_interactive_tcp_session(daemon, terminal):
     assert len(opens) == 1, daemon.log()     # one connection for the session
 
 
+LEFT, UP = b"\x1b[D", b"\x1b[A"
+
+
+def test_interactive_tcp_line_editing(event_daemon, terminal):
+    """On a terminal the line can be edited (libedit): an arrow key moves
+    the cursor instead of being sent; the up arrow recalls the last line."""
+    d = event_daemon
+    t = terminal(["127.0.0.1", d.port])
+    assert t.read_until(b"> ") == b"> "
+    t.type(b"cix" + LEFT + b"a\n")             # "cix", left, "a": "ciax"
+    t.read_until(b"CIAX\r\n> ")
+    t.type(UP + b"\n")                          # the last line again
+    t.read_until(b"CIAX\r\n> ")
+    t.type("perch" .encode() + "é".encode() + LEFT + b"x\n")
+    t.read_until("PERCHXÉ\r\n> ".encode())
+    t.type(b".\n")
+    assert t.wait() == 0
+    # What went out: the edited lines, no escape sequence.
+    c = d.wait_log("closed (quit)")
+    assert c is not None and ": 21 bytes in, 19 bytes out, " in c, d.log()
+
+
+def test_interactive_udp_line_editing(event_daemon, terminal):
+    t = terminal(["-u", "127.0.0.1", event_daemon.port])
+    t.read_until(b"> ")
+    t.type(b"uo" + LEFT + b"n\n")
+    t.read_until(b"UNO\r\n> ")
+    t.type(UP + b"\n")
+    t.read_until(b"UNO\r\n> ")
+    t.type(b".\n")
+    assert t.wait() == 0
+    lines = [l for l in event_daemon.log_lines() if l.startswith("udp datagram")]
+    assert len(lines) == 2 and all(l.endswith(": 3 bytes in, 3 bytes out") for l in lines), lines
+
+
+def test_piped_escape_sequences_pass_through(event_daemon):
+    """Not a terminal: no editing, the bytes go as they are."""
+    data = b"cix" + LEFT + b"a\n" + UP + b"\n"
+    assert ok(["127.0.0.1", event_daemon.port], input=data) == data.upper()
+    assert ok(["-u", "127.0.0.1", event_daemon.port], input=data) == data.upper()
+
+
 def test_interactive_tcp_ctrl_d(event_daemon, terminal):
     t = terminal(["127.0.0.1", event_daemon.port])
     t.read_until(b"> ")
@@ -508,6 +550,18 @@ def test_ipv6_loopback(dual_daemon, host):
     assert d.wait_log("udp datagram from ::1 port ") is not None, d.log()
 
 
+def test_host_colon_port(dual_daemon):
+    """HOST:PORT and [V6]:PORT in one argument, the way uppercased's own
+    --tcp takes them (it said "cannot resolve localhost:40001" before)."""
+    d = dual_daemon
+    assert ok(["localhost:%d" % d.port, "ciao"]) == b"CIAO\n"
+    assert ok(["127.0.0.1:%d" % d.port, "42"]) == b"42\n"
+    assert ok(["-u", "[::1]:%d" % d.port, "ciao"]) == b"CIAO\n"
+    rc, out, err, _ = run(["localhost:%d" % unused_port(), "ciao"])
+    assert (rc, out) == (1, b"")
+    assert err.startswith("uppercase: cannot connect to localhost:"), err
+
+
 def test_force_family(dual_daemon):
     d = dual_daemon
     assert ok(["-6", "::1", d.port, "sei"]) == b"SEI\n"
@@ -559,6 +613,8 @@ USAGE_CASES = [
     (["localhost", "70000", "x"], "invalid PORT '70000'"),
     (["localhost", "0"], "invalid PORT '0'"),
     ([""], "invalid HOST ''"),
+    (["localhost:0", "x"], "invalid PORT '0' in 'localhost:0'"),
+    (["localhost:ciao"], "invalid PORT 'ciao' in 'localhost:ciao'"),
 ]
 
 

@@ -230,8 +230,8 @@ def test_check_config_errors(tmp_path, text, line, message):
 
 
 def test_check_config_agent_options(tmp_path):
-    _, p = check_config(tmp_path, 'agent: { listen = [ "127.0.0.1:12001" ]; };\ninstance: { name = "web-1"; };\n')
-    assert p.returncode == 0 and p.stdout == "configuration OK\n", p
+    path, p = check_config(tmp_path, 'agent: { listen = [ "127.0.0.1:12001" ]; };\ninstance: { name = "web-1"; };\n')
+    assert p.returncode == 0 and p.stdout == "configuration OK: %s\n" % path, p
     _, p = check_config(tmp_path, "", "--agent", "127.0.0.1:12001", "--agent", "[::1]:12001")
     assert p.returncode == 0, p
     _, p = check_config(tmp_path, "", "--agent", "nowhere:1")

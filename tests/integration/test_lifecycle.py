@@ -273,6 +273,41 @@ def test_stop_waits_for_slow_reader(daemon_factory, model):
     assert time.monotonic() - t0 < 4 + 2
 
 
+def test_stop_refuses_new_connections(daemon_factory, model):
+    """Once stopping, a daemon that bound its own sockets stops listening:
+    a new client is refused at once (a balancer tries another instance)
+    rather than queued in the backlog, to be reset when the daemon exits.
+    A client that never reads keeps the stop going until the shutdown
+    timeout."""
+    d = make(daemon_factory, model, shutdown="3s", write="30s")
+    s = stuff_peer(d, 0.5)[0]
+    d.send_signal(signal.SIGTERM)
+    assert d.wait_log("stopping: finishing")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
+    assert time.monotonic() - t0 < 1
+    assert d.running()
+    assert d.stop(sig=0, timeout=10) == 0, d.log()
+    s.close()
+
+
+def test_stop_keeps_passed_sockets_listening(daemon_factory):
+    """Socket activated, the listening socket is systemd's: it keeps
+    queuing, for the next instance (a restart)."""
+    d = daemon_factory("event", activate=True, shutdown="3s", write="30s")
+    s = stuff_peer(d, 0.5)[0]
+    d.send_signal(signal.SIGTERM)
+    assert d.wait_log("stopping: finishing")
+    time.sleep(0.2)
+    queued = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+    assert d.running()
+    assert d.stop(sig=0, timeout=10) == 0, d.log()
+    queued.close()
+    s.close()
+
+
 @pytest.mark.slow
 def test_stop_gives_up_on_stuck_reader(daemon_factory, model):
     """A client that never reads cannot hold the daemon beyond the shutdown

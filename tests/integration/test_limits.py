@@ -87,14 +87,14 @@ def test_check_config_says_when_connections_do_not_fit(tmp_path):
     conf.write_text('workers: { max_connections = 1024; };\n')
     p = subprocess.run(["prlimit", "--nofile=64:64", BINARY, "-n", "-c", str(conf)],
                        capture_output=True, text=True, timeout=10)
-    assert p.returncode == 0 and p.stdout == "configuration OK\n", p
+    assert p.returncode == 0 and p.stdout == "configuration OK: %s\n" % conf, p
     assert re.fullmatch(r"warning: The descriptor limit 64 leaves \d+ for connections, fewer than "
                         r"max_connections 1024 \(about \d+ of the daemon's own, 16 spare, \d+ for control "
                         r"clients\): .*LimitNOFILE=.*\n", p.stderr), p.stderr
     conf.write_text('workers: { max_connections = 10; };\n')
     p = subprocess.run(["prlimit", "--nofile=64:64", BINARY, "-n", "-c", str(conf)],
                        capture_output=True, text=True, timeout=10)
-    assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK\n", "")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "configuration OK: %s\n" % conf, "")
 
 
 def hold_tcp(d, n):

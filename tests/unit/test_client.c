@@ -178,6 +178,36 @@ START_TEST(test_ipv6_host) {
 }
 END_TEST
 
+/* HOST:PORT and [V6]:PORT in one argument, as uppercased's own ADDR:PORT
+ * (and as a URL): the rest is TEXT, digits or not. */
+START_TEST(test_host_colon_port) {
+        struct client_options o;
+
+        PARSE_OK(&o, "localhost:40001", "ciao", NULL);
+        ck_assert_str_eq(o.host, "localhost");
+        ck_assert_str_eq(o.port, "40001");
+        ck_assert_int_eq(o.n_text, 1);
+        ck_assert_str_eq(o.text[0], "ciao");
+        PARSE_OK(&o, "127.0.0.1:12001", "42", NULL);
+        ck_assert_str_eq(o.host, "127.0.0.1");
+        ck_assert_str_eq(o.port, "12001");
+        ck_assert_str_eq(o.text[0], "42");
+        PARSE_OK(&o, "[::1]:12002", NULL);
+        ck_assert_str_eq(o.host, "::1");
+        ck_assert_str_eq(o.port, "12002");
+        ck_assert_ptr_null(o.text);
+        PARSE_OK(&o, "[fe80::1%lo]:7", NULL);
+        ck_assert_str_eq(o.host, "fe80::1%lo");
+        ck_assert_str_eq(o.port, "7");
+        /* A bare IPv6 address keeps its colons. */
+        PARSE_OK(&o, "::1", NULL);
+        ck_assert_str_eq(o.host, "::1");
+        ck_assert_str_eq(o.port, "12000");
+        PARSE_OK(&o, "fe80::1:80", NULL);
+        ck_assert_str_eq(o.host, "fe80::1:80");
+}
+END_TEST
+
 START_TEST(test_help_version) {
         struct client_options o;
 
@@ -216,6 +246,12 @@ static const struct {
         { { "localhost", "99999999999999999999" }, "invalid PORT" },
         { { "" },                       "invalid HOST ''" },
         { { "[]" },                     "invalid HOST '[]'" },
+        { { "localhost:0" },            "invalid PORT '0' in 'localhost:0'" },
+        { { "localhost:http" },         "invalid PORT 'http' in 'localhost:http'" },
+        { { "localhost:" },             "invalid PORT '' in 'localhost:'" },
+        { { ":12000" },                 "invalid HOST ':12000'" },
+        { { "[::1]:" },                 "invalid PORT '' in '[::1]:'" },
+        { { "[::1]x" },                 "invalid HOST '[::1]x'" },
 };
 
 START_TEST(test_usage_errors) {
@@ -567,6 +603,7 @@ Suite *client_suite(void) {
         tcase_add_test(tc, test_options_stop_at_host);
         tcase_add_test(tc, test_flags);
         tcase_add_test(tc, test_ipv6_host);
+        tcase_add_test(tc, test_host_colon_port);
         tcase_add_test(tc, test_help_version);
         tcase_add_loop_test(tc, test_usage_errors, 0, (int) N_ELEMENTS(usage_errors));
         tcase_add_test(tc, test_host_too_long);

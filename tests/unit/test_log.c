@@ -156,7 +156,8 @@ START_TEST(test_fields_tcp_close_via) {
                       "BYTES_IN=12",
                       "BYTES_OUT=12",
                       "DURATION_USEC=4321",
-                      "CLOSE_REASON=quit");
+                      "CLOSE_REASON=quit",
+                      "MESSAGE_ID=" LOG_ID_CONN_CLOSED);
 }
 END_TEST
 
@@ -211,7 +212,8 @@ START_TEST(test_fields_tcp_rejected) {
                       "PRIORITY=6",
                       "REMOTE_ADDR=192.0.2.7",
                       "REMOTE_PORT=40512",
-                      "PROTOCOL=tcp");
+                      "PROTOCOL=tcp",
+                      "MESSAGE_ID=" LOG_ID_REJECTED_CONNECTIONS);
 }
 END_TEST
 
@@ -224,7 +226,8 @@ START_TEST(test_fields_tcp_rejected_per_source) {
                       "PRIORITY=6",
                       "REMOTE_ADDR=192.0.2.7",
                       "REMOTE_PORT=40512",
-                      "PROTOCOL=tcp");
+                      "PROTOCOL=tcp",
+                      "MESSAGE_ID=" LOG_ID_REJECTED_PER_SOURCE);
 }
 END_TEST
 
@@ -297,7 +300,8 @@ START_TEST(test_fields_tcp_close_ipv6) {
                       "BYTES_IN=12",
                       "BYTES_OUT=12",
                       "DURATION_USEC=4321",
-                      "CLOSE_REASON=quit");
+                      "CLOSE_REASON=quit",
+                      "MESSAGE_ID=" LOG_ID_CONN_CLOSED);
 }
 END_TEST
 
@@ -317,7 +321,30 @@ START_TEST(test_fields_tcp_close_mapped) {
                       "BYTES_IN=12",
                       "BYTES_OUT=12",
                       "DURATION_USEC=300000000",
-                      "CLOSE_REASON=idle");
+                      "CLOSE_REASON=idle",
+                      "MESSAGE_ID=" LOG_ID_CONN_CLOSED);
+}
+END_TEST
+
+/* A connection handed over at a restart closes here too: the same
+ * MESSAGE_ID, CLOSE_REASON=handover. */
+START_TEST(test_fields_tcp_close_handover) {
+        struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET, "192.0.2.7");
+
+        ev.reason = CLOSE_HANDOVER;
+        ASSERT_FIELDS(&ev,
+                      "MESSAGE=tcp connection from 192.0.2.7 port 40512 handed over for a restart: "
+                      "12 bytes in, 12 bytes out, 0.004 s",
+                      "PRIORITY=6",
+                      "REMOTE_ADDR=192.0.2.7",
+                      "REMOTE_PORT=40512",
+                      "PROTOCOL=tcp",
+                      "CONNECTION_ID=7",
+                      "BYTES_IN=12",
+                      "BYTES_OUT=12",
+                      "DURATION_USEC=4321",
+                      "CLOSE_REASON=handover",
+                      "MESSAGE_ID=" LOG_ID_CONN_CLOSED);
 }
 END_TEST
 
@@ -393,7 +420,7 @@ START_TEST(test_fields_duration_rounding) {
                 size_t len = strlen(cases[i].tail);
 
                 ev.duration_usec = cases[i].usec;
-                ck_assert_int_eq(log_client_fields(&ev, fields), 10);
+                ck_assert_int_eq(log_client_fields(&ev, fields), 11);
                 ck_assert_uint_ge(strlen(fields[0]), len);
                 ck_assert_str_eq(fields[0] + strlen(fields[0]) - len, cases[i].tail);
         }
@@ -408,12 +435,13 @@ START_TEST(test_fields_long_values_fit) {
         ev.bytes_in = ev.bytes_out = ev.conn_id = UINT64_MAX;
         ev.duration_usec = UINT64_MAX;
         ev.reason = CLOSE_SHUTDOWN;
-        ck_assert_int_eq(log_client_fields(&ev, fields), 10);
+        ck_assert_int_eq(log_client_fields(&ev, fields), 11);
         /* MESSAGE may be cut, but every buffer stays a terminated string. */
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 11; i++)
                 ck_assert_uint_lt(strlen(fields[i]), LOG_FIELD_MAX);
         ck_assert_str_eq(fields[5], "CONNECTION_ID=18446744073709551615");
         ck_assert_str_eq(fields[9], "CLOSE_REASON=shutdown");
+        ck_assert_str_eq(fields[10], "MESSAGE_ID=" LOG_ID_CONN_CLOSED);
 }
 END_TEST
 
@@ -508,6 +536,45 @@ START_TEST(test_stderr_client_lines) {
                          "12 bytes in, 12 bytes out, 0.004 s\n"
                          "udp datagram from 2001:db8::1 port 40512: 4 bytes in, 4 bytes out\n");
         free(out);
+}
+END_TEST
+
+/* The daemon's own entries with a MESSAGE_ID: on stderr the same line
+ * as without one. */
+START_TEST(test_stderr_message_with_id) {
+        struct capture c;
+        char *out;
+
+        log_reset();
+        capture_start(&c);
+        log_msg_id(LOG_INFO, LOG_ID_RELOADED, "Configuration reloaded from %s", "x.conf");
+        log_msg_id(LOG_ERR, LOG_ID_RELOAD_REFUSED, "Reload failed, keeping the old configuration: %s", "x");
+        log_msg_id(LOG_DEBUG, LOG_ID_STARTED, "not at LOG_INFO");
+        out = capture_end(&c);
+        ck_assert_str_eq(out,
+                         "Configuration reloaded from x.conf\n"
+                         "error: Reload failed, keeping the old configuration: x\n");
+        free(out);
+}
+END_TEST
+
+/* Every MESSAGE_ID: 128 bits in lower-case hex, as journalctl and the
+ * catalog write them, and no two alike (the catalog test checks that
+ * each has an entry). */
+START_TEST(test_message_ids) {
+        static const char *const ids[] = {
+                LOG_ID_CONN_CLOSED, LOG_ID_REJECTED_PER_SOURCE, LOG_ID_REJECTED_CONNECTIONS,
+                LOG_ID_RELOADED, LOG_ID_RELOAD_REFUSED, LOG_ID_HANDED_OVER, LOG_ID_RESUMED,
+                LOG_ID_STARTED, LOG_ID_STOPPING,
+        };
+        size_t n = sizeof(ids) / sizeof(ids[0]);
+
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_uint_eq(strlen(ids[i]), 32);
+                ck_assert_uint_eq(strspn(ids[i], "0123456789abcdef"), 32);
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_str_ne(ids[i], ids[j]);
+        }
 }
 END_TEST
 
@@ -819,6 +886,7 @@ Suite *log_suite(void) {
         tcase_add_test(fields, test_fields_udp_dropped);
         tcase_add_test(fields, test_fields_tcp_close_ipv6);
         tcase_add_test(fields, test_fields_tcp_close_mapped);
+        tcase_add_test(fields, test_fields_tcp_close_handover);
         tcase_add_test(fields, test_fields_tcp_open_ipv6_and_mapped);
         tcase_add_test(fields, test_fields_udp);
         tcase_add_test(fields, test_fields_duration_rounding);
@@ -844,6 +912,8 @@ Suite *log_suite(void) {
         tcase_add_test(output, test_threads_lines_intact);
         tcase_add_test(output, test_threads_rate_limited);
         tcase_add_test(output, test_detect_target);
+        tcase_add_test(output, test_stderr_message_with_id);
+        tcase_add_test(output, test_message_ids);
         suite_add_tcase(s, output);
         return s;
 }
