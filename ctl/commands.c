@@ -14,6 +14,8 @@ const struct ctl_command ctl_commands[] = {
         { &control_commands[CONTROL_RELOAD], false, { ctl_human_reload, ctl_json_reload, NULL } },
         { &control_commands[CONTROL_DRAIN], false, { ctl_human_drain, ctl_json_fields, NULL } },
         { &control_commands[CONTROL_READY], false, { ctl_human_drain, ctl_json_fields, NULL } },
+        { &control_commands[CONTROL_KILL], false, { ctl_human_kill, ctl_json_fields, NULL } },
+        { &control_commands[CONTROL_RESET], false, { ctl_human_reset, ctl_json_reset, NULL } },
         { &control_commands[CONTROL_HELP], true, { ctl_usage, ctl_usage, NULL } },
 };
 _Static_assert(sizeof(ctl_commands) / sizeof(ctl_commands[0]) == _CONTROL_MAX, "every command of the protocol");
@@ -64,9 +66,35 @@ static void usage_command(const struct control_command_info *c, struct textbuf *
         textbuf_printf(out, "  %-22s  %s\n", head, help);
 }
 
+/* Who may run a command, in words. */
+static const char *tier_text(enum control_tier t) {
+        switch (t) {
+        case CONTROL_TIER_ADMIN:
+                return "changes the daemon: needs root or group " CONTROL_ADMIN_GROUP;
+        case CONTROL_TIER_ADMIN_TO_SET:
+                return "reading needs group " CONTROL_GROUP "; setting a VALUE needs root or group "
+                       CONTROL_ADMIN_GROUP;
+        default:
+                return "reads only: needs group " CONTROL_GROUP;
+        }
+}
+
+int ctl_usage_command(const struct ctl_command *c, struct textbuf *out) {
+        const struct control_command_info *i = c->info;
+
+        textbuf_printf(out, "Usage: uppercasectl [OPTIONS] %s%s%s\n\n", i->name, i->args[0] ? " " : "", i->args);
+        textbuf_printf(out, "%s\n", i->help);
+        if (c == &ctl_commands[CONTROL_STATS])
+                textbuf_printf(out, "-i SECONDS redraws it every SECONDS with per-second rates\n"
+                               "(-c N: N times), until interrupted\n");
+        textbuf_printf(out, "\nAccess: %s (uppercasectl(8), ACCESS).\n", tier_text(i->tier));
+        return ctl_output_result(out);
+}
+
 int ctl_usage(const struct ctl_reply *unused, struct textbuf *out) {
         textbuf_printf(out,
                        "Usage: uppercasectl [-s PATH] [-j|--json] [--prometheus] COMMAND [ARGS]\n"
+                       "       uppercasectl [-s PATH] -i SECONDS [-c N] stats\n"
                        "\n"
                        "Query and control uppercased over its control socket.\n"
                        "\n"
@@ -81,11 +109,18 @@ int ctl_usage(const struct ctl_reply *unused, struct textbuf *out) {
                        "                     when that exists\n"
                        "  -j, --json         print JSON\n"
                        "      --prometheus   print stats in the Prometheus text format\n"
+                       "  -i, --interval SECONDS  redraw stats every SECONDS with per-second\n"
+                       "                     rates, until interrupted\n"
+                       "  -c, --count N      with -i: N times, then exit\n"
                        "  -h, --help         show this help\n"
                        "  -V, --version      show the version\n"
                        "\n"
+                       "Reading commands need group %s; changing ones (timeout VALUE, reload,\n"
+                       "kill, reset, drain, ready) root or group %s.\n"
+                       "\n"
                        "Exit status: 0 done, 1 the daemon refused or failed, 2 usage error,\n"
                        "3 the daemon cannot be reached (not running, or permission denied).\n",
-                       CONTROL_DEFAULT_PATH, CONTROL_DIR_NAME, CONTROL_SOCKET_NAME);
+                       CONTROL_DEFAULT_PATH, CONTROL_DIR_NAME, CONTROL_SOCKET_NAME,
+                       CONTROL_GROUP, CONTROL_ADMIN_GROUP);
         return ctl_output_result(out);
 }

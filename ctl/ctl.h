@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "control-proto.h"
 #include "output.h"
@@ -40,6 +41,11 @@ int ctl_command_find(const char *word, const struct ctl_command **ret);
 
 /* The usage text, for --help and the help command. */
 int ctl_usage(const struct ctl_reply *unused, struct textbuf *out);
+/* One command's usage and description (help COMMAND). */
+int ctl_usage_command(const struct ctl_command *c, struct textbuf *out);
+
+/* -i: the shortest refresh interval. */
+#define CTL_INTERVAL_MIN_USEC 100000
 
 enum ctl_action {
         CTL_ACTION_RUN,
@@ -53,6 +59,11 @@ struct ctl_options {
         enum ctl_format format;
         const struct ctl_command *command;
         char request[CONTROL_LINE_MAX + 1];     /* the line sent, without "\n" */
+        const struct ctl_command *topic;        /* help COMMAND, NULL: all */
+        uint64_t interval_usec;                 /* -i: redraw stats this often, 0: once */
+        unsigned long count;                    /* -c: this many times, 0: until interrupted */
+        /* -i: prints a round and empties out; NULL: out keeps everything. */
+        int (*emit)(struct textbuf *out);
 };
 
 /* Parses the command line and checks the request as the daemon would

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "output.h"
 
@@ -75,6 +76,7 @@ static const struct {
         { "pid",              "PID" },
         { "model",            "Worker model" },
         { "uptime_seconds",   "Uptime" },
+        { "start_time_seconds", "Started" },
         { "control_protocol", "Control protocol" },
         { "threads",          "Threads" },
         { "state",            "State" },
@@ -94,9 +96,21 @@ static const char *status_label(const char *key) {
         return key;
 }
 
+/* Seconds since the epoch as local time: "2026-12-02 07:01:45 UTC". */
+static const char *format_time(const char *value, char *buf, size_t len) {
+        time_t t = (time_t) strtod(value, NULL);
+        struct tm tm;
+
+        if (!localtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                return value;
+        return buf;
+}
+
 static const char *status_value(const struct ctl_field *f, char *buf, size_t len) {
         if (strcmp(f->key, "uptime_seconds") == 0 && ctl_is_number(f->value))
                 return ctl_format_uptime(strtod(f->value, NULL), buf, len);
+        if (strcmp(f->key, "start_time_seconds") == 0 && ctl_is_number(f->value))
+                return format_time(f->value, buf, len);
         return f->value;
 }
 
@@ -184,14 +198,44 @@ static const struct {
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 /* Shown in the heading, not in a section. */
-static const char *const stat_heading_keys[] = { "version", "pid", "model", "uptime_seconds", "instance" };
+static const char *const stat_heading_keys[] = { "version", "pid", "model", "uptime_seconds", "start_time_seconds",
+                                                 "instance" };
 
 struct stat_row {
         char label[LABEL_MAX];
         char value[VALUE_MAX];
         char unit[VALUE_MAX];           /* " B (1.5 MiB)", " s", or "" */
+        char rate[VALUE_MAX];           /* "  +2.5/s", or "" */
         bool list;                      /* the values of a repeated key, on one row */
 };
+
+/* Gauges and settings; every other number is a counter. */
+static const char *const stat_not_counters[] = { "tcp.active", "draining", "proxy.timeout", "uptime_seconds",
+                                                 "start_time_seconds", "pid" };
+
+bool ctl_stat_is_counter(const char *key) {
+        for (size_t i = 0; i < sizeof(stat_not_counters) / sizeof(stat_not_counters[0]); i++)
+                if (strcmp(key, stat_not_counters[i]) == 0)
+                        return false;
+        return strncmp(key, "timeouts.", 9) != 0 && strncmp(key, "limits.", 7) != 0 &&
+               strcmp(key, "proxy.trusted") != 0;
+}
+
+/* "  +2.5/s": the rate of a counter since prev, seconds apart; a counter
+ * that went down was reset, and counts from 0. */
+static void stat_rate(const struct ctl_field *f, const struct ctl_reply *prev, double seconds, char *buf,
+                      size_t len) {
+        const char *before = prev ? ctl_fields_get(prev->fields, prev->n_fields, f->key) : NULL;
+        uint64_t now, then;
+
+        buf[0] = '\0';
+        if (!before || seconds <= 0 || !ctl_stat_is_counter(f->key) || !ctl_is_number(f->value) ||
+            !ctl_is_number(before))
+                return;
+        now = strtoull(f->value, NULL, 10);
+        then = strtoull(before, NULL, 10);
+        snprintf(buf, len, "%.1f/s", (double) (now >= then ? now - then : now) / seconds);
+}
 
 static bool stat_in_heading(const char *key) {
         for (size_t i = 0; i < sizeof(stat_heading_keys) / sizeof(stat_heading_keys[0]); i++)
@@ -280,8 +324,13 @@ static size_t stats_list(const struct ctl_reply *r, size_t i, struct textbuf *ou
         return j;
 }
 
+struct stat_widths {
+        int label, value, unit;
+};
+
 static void stats_section(const struct ctl_reply *r, const struct stat_row *rows, const size_t *section,
-                          size_t s, int lw, int vw, struct textbuf *out) {
+                          size_t s, const struct stat_widths *w, struct textbuf *out) {
+        int lw = w->label, vw = w->value;
         bool titled = false;
 
         for (size_t i = 0; i < r->n_fields; i++) {
@@ -296,14 +345,34 @@ static void stats_section(const struct ctl_reply *r, const struct stat_row *rows
                         textbuf_printf(out, "\n");
                         continue;
                 }
-                textbuf_printf(out, "  %-*s  %*s%s\n", lw, rows[i].label, vw, rows[i].value, rows[i].unit);
+                if (!rows[i].rate[0]) {
+                        textbuf_printf(out, "  %-*s  %*s%s\n", lw, rows[i].label, vw, rows[i].value, rows[i].unit);
+                        continue;
+                }
+                textbuf_printf(out, "  %-*s  %*s%-*s  %10s\n", lw, rows[i].label, vw, rows[i].value, w->unit,
+                               rows[i].unit, rows[i].rate);
         }
 }
 
+/* The seconds between two stats replies, by the daemon's clock. */
+static double stats_seconds(const struct ctl_reply *r, const struct ctl_reply *prev) {
+        const char *now = ctl_fields_get(r->fields, r->n_fields, "uptime_seconds");
+        const char *then = prev ? ctl_fields_get(prev->fields, prev->n_fields, "uptime_seconds") : NULL;
+
+        if (!now || !then || !ctl_is_number(now) || !ctl_is_number(then))
+                return 0;
+        return strtod(now, NULL) - strtod(then, NULL);
+}
+
 int ctl_human_stats(const struct ctl_reply *r, struct textbuf *out) {
+        return ctl_human_stats_rates(r, NULL, out);
+}
+
+int ctl_human_stats_rates(const struct ctl_reply *r, const struct ctl_reply *prev, struct textbuf *out) {
         struct stat_row *rows = calloc(r->n_fields + 1, sizeof(*rows));
         size_t *section = calloc(r->n_fields + 1, sizeof(*section));
-        int lw = 0, vw = 0;
+        double seconds = stats_seconds(r, prev);
+        struct stat_widths w = { 0, 0, 0 };
 
         if (!rows || !section) {
                 free(rows);
@@ -316,14 +385,17 @@ int ctl_human_stats(const struct ctl_reply *r, struct textbuf *out) {
                 if (section[i] == N_SECTIONS)
                         continue;
                 rows[i].list = stat_row_fill(&r->fields[i], section[i], &rows[i]) == UNIT_LIST;
-                lw = (int) strlen(rows[i].label) > lw ? (int) strlen(rows[i].label) : lw;
+                stat_rate(&r->fields[i], prev, seconds, rows[i].rate, sizeof(rows[i].rate));
+                w.label = (int) strlen(rows[i].label) > w.label ? (int) strlen(rows[i].label) : w.label;
                 /* A list does not widen the column of numbers. */
                 if (!rows[i].list)
-                        vw = (int) strlen(rows[i].value) > vw ? (int) strlen(rows[i].value) : vw;
+                        w.value = (int) strlen(rows[i].value) > w.value ? (int) strlen(rows[i].value) : w.value;
+                if (rows[i].rate[0])
+                        w.unit = (int) strlen(rows[i].unit) > w.unit ? (int) strlen(rows[i].unit) : w.unit;
         }
         stats_heading(r, out);
         for (size_t s = 0; s < N_SECTIONS; s++)
-                stats_section(r, rows, section, s, lw, vw, out);
+                stats_section(r, rows, section, s, &w, out);
         free(rows);
         free(section);
         return ctl_output_result(out);
@@ -345,16 +417,17 @@ enum {
 static const struct {
         const char *title;
         const char *key;
+        const char *old_key;            /* its name in control protocol 1 */
         bool left;                      /* text left, numbers right */
         char *(*format)(const char *value, char *buf, size_t len);
 } columns[_COL_MAX] = {
-        [COL_ID]     = { "ID",     "id",        false, NULL },
-        [COL_CLIENT] = { "CLIENT", "peer",      true,  NULL },
-        [COL_AGE]    = { "AGE",    "age",       false, format_age },
-        [COL_IDLE]   = { "IDLE",   "idle",      false, format_age },
-        [COL_IN]     = { "IN",     "bytes_in",  false, format_size },
-        [COL_OUT]    = { "OUT",    "bytes_out", false, format_size },
-        [COL_WORKER] = { "WORKER", "worker",    false, NULL },
+        [COL_ID]     = { "ID",     "id",           NULL,   false, NULL },
+        [COL_CLIENT] = { "CLIENT", "peer",         NULL,   true,  NULL },
+        [COL_AGE]    = { "AGE",    "age_seconds",  "age",  false, format_age },
+        [COL_IDLE]   = { "IDLE",   "idle_seconds", "idle", false, format_age },
+        [COL_IN]     = { "IN",     "bytes_in",     NULL,   false, format_size },
+        [COL_OUT]    = { "OUT",    "bytes_out",    NULL,   false, format_size },
+        [COL_WORKER] = { "WORKER", "worker",       NULL,   false, NULL },
 };
 
 #define CONNECTION_PAIRS_MAX 32
@@ -374,6 +447,8 @@ static int connection_cells(const struct ctl_field *f, char cells[_COL_MAX][VALU
         for (int c = 0; c < _COL_MAX; c++) {
                 const char *v = ctl_fields_get(pairs, n, columns[c].key);
 
+                if (!v && columns[c].old_key)
+                        v = ctl_fields_get(pairs, n, columns[c].old_key);
                 if (!v)
                         v = "-";
                 if (columns[c].format)
@@ -457,5 +532,19 @@ int ctl_human_drain(const struct ctl_reply *r, struct textbuf *out) {
 
 int ctl_human_reload(const struct ctl_reply *r, struct textbuf *out) {
         textbuf_printf(out, "configuration reloaded\n");
+        return ctl_output_result(out);
+}
+
+int ctl_human_kill(const struct ctl_reply *r, struct textbuf *out) {
+        const char *id = ctl_fields_get(r->fields, r->n_fields, "killed");
+
+        if (!id)
+                return -EBADMSG;
+        textbuf_printf(out, "connection %s killed: it closes once the replies it owes are sent\n", id);
+        return ctl_output_result(out);
+}
+
+int ctl_human_reset(const struct ctl_reply *r, struct textbuf *out) {
+        textbuf_printf(out, "counters reset\n");
         return ctl_output_result(out);
 }

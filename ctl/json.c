@@ -340,3 +340,8 @@ int ctl_json_reload(const struct ctl_reply *r, struct textbuf *out) {
         textbuf_printf(out, "{\"reloaded\":true}\n");
         return ctl_output_result(out);
 }
+
+int ctl_json_reset(const struct ctl_reply *r, struct textbuf *out) {
+        textbuf_printf(out, "{\"reset\":true}\n");
+        return ctl_output_result(out);
+}

@@ -11,6 +11,14 @@ static int write_out(const struct textbuf *out) {
         return fflush(stdout) == 0 ? 0 : -1;
 }
 
+/* -i: each round as it comes. */
+static int emit(struct textbuf *out) {
+        int r = write_out(out);
+
+        textbuf_consume(out, out->len);
+        return r;
+}
+
 int main(int argc, char *argv[]) {
         struct ctl_options o;
         struct textbuf out;
@@ -25,8 +33,10 @@ int main(int argc, char *argv[]) {
                 status = CTL_EXIT_OK;
         } else if (o.action == CTL_ACTION_HELP)
                 status = ctl_usage(NULL, &out) < 0 ? CTL_EXIT_FAILED : CTL_EXIT_OK;
-        else
+        else {
+                o.emit = emit;
                 status = ctl_run(&o, &out, err, sizeof(err));
+        }
 
         if (status == CTL_EXIT_OK && write_out(&out) < 0) {
                 snprintf(err, sizeof(err), "%s", "cannot write the output");

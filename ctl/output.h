@@ -6,6 +6,7 @@
  * returns, -ENOBUFS when the output outgrew its buffer. */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,7 @@ int ctl_json_fields(const struct ctl_reply *r, struct textbuf *out);
 /* {"connections":[{"id":7,"peer":"...","address":"...","port":N,...}]} */
 int ctl_json_connections(const struct ctl_reply *r, struct textbuf *out);
 int ctl_json_reload(const struct ctl_reply *r, struct textbuf *out);
+int ctl_json_reset(const struct ctl_reply *r, struct textbuf *out);
 
 /* --- Prometheus text exposition format (prometheus.c) --- */
 
@@ -50,10 +52,18 @@ char *ctl_format_bytes(uint64_t bytes, char *buf, size_t len);
 
 int ctl_human_status(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_stats(const struct ctl_reply *r, struct textbuf *out);
+/* stats with each counter's rate per second since prev (the previous
+ * reply; NULL: none yet), timed by the daemon's uptime_seconds. */
+int ctl_human_stats_rates(const struct ctl_reply *r, const struct ctl_reply *prev, struct textbuf *out);
+/* Whether a stats key is a counter (it only grows, but on "reset"), not
+ * a gauge or a setting. */
+bool ctl_stat_is_counter(const char *key);
 int ctl_human_connections(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_timeout(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_reload(const struct ctl_reply *r, struct textbuf *out);
 int ctl_human_drain(const struct ctl_reply *r, struct textbuf *out);
+int ctl_human_kill(const struct ctl_reply *r, struct textbuf *out);
+int ctl_human_reset(const struct ctl_reply *r, struct textbuf *out);
 
 /* The -ENOBUFS check every printer ends with. */
 static inline int ctl_output_result(const struct textbuf *out) {

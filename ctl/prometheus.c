@@ -5,8 +5,17 @@
  * uppercased_instance, so that several daemons' files in one textfile
  * directory, or several hosts in one Prometheus, keep their series apart.
  * Not "instance": that is Prometheus's own target label, and a series
- * bringing its own is renamed exported_instance on scrape. */
+ * bringing its own is renamed exported_instance on scrape.
+ *
+ * Names, from the reply's keys (uppercasectl(8), METRICS): "uppercased_",
+ * the key's section, what is counted, its unit in the plural ("bytes",
+ * "seconds"), and "_total" on a counter: tcp.bytes_in is
+ * uppercased_tcp_received_bytes_total.  Keys that share a prefix and
+ * differ in one word (tcp.closed_eof, ...; udp.rate_limited and
+ * udp.loop_dropped; proxy.v1/v2; proxy.refused_*; timeouts.*) are one
+ * metric whose label holds the rest of the key. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "output.h"
@@ -24,6 +33,8 @@ struct metric {
 /* Only what is listed is exported: a metric's name and type are a promise
  * to dashboards, so new daemon keys get an entry here deliberately. */
 static const struct metric metrics[] = {
+        { "start_time_seconds", "uppercased_start_time_seconds", "gauge", NULL,
+          "When uppercased started, in seconds since the Unix epoch." },
         { "uptime_seconds", "uppercased_uptime_seconds", "gauge", NULL,
           "Seconds since uppercased started." },
         { "tcp.active", "uppercased_tcp_connections_active", "gauge", NULL,
@@ -38,24 +49,25 @@ static const struct metric metrics[] = {
           "TCP connections refused at limits.tcp_per_source (also in the rejected total)." },
         { "tcp.closed_", "uppercased_tcp_connections_closed_total", "counter", "reason",
           "TCP connections closed, by reason." },
-        { "tcp.bytes_in", "uppercased_tcp_bytes_received_total", "counter", NULL,
+        { "tcp.bytes_in", "uppercased_tcp_received_bytes_total", "counter", NULL,
           "Bytes received on TCP connections." },
-        { "tcp.bytes_out", "uppercased_tcp_bytes_sent_total", "counter", NULL,
+        { "tcp.bytes_out", "uppercased_tcp_sent_bytes_total", "counter", NULL,
           "Bytes sent on TCP connections." },
         { "udp.datagrams", "uppercased_udp_datagrams_total", "counter", NULL,
           "UDP datagrams received." },
-        { "udp.bytes_in", "uppercased_udp_bytes_received_total", "counter", NULL,
+        { "udp.bytes_in", "uppercased_udp_received_bytes_total", "counter", NULL,
           "Bytes received in UDP datagrams." },
-        { "udp.bytes_out", "uppercased_udp_bytes_sent_total", "counter", NULL,
+        { "udp.bytes_out", "uppercased_udp_sent_bytes_total", "counter", NULL,
           "Bytes sent in UDP replies." },
         { "udp.truncated", "uppercased_udp_truncated_total", "counter", NULL,
           "UDP replies cut to the largest datagram." },
         { "udp.send_errors", "uppercased_udp_send_errors_total", "counter", NULL,
           "UDP replies that could not be sent." },
-        { "udp.rate_limited", "uppercased_udp_rate_limited_total", "counter", NULL,
-          "UDP datagrams received and not answered: over limits.udp_rate from their source." },
-        { "udp.loop_dropped", "uppercased_udp_loop_dropped_total", "counter", NULL,
-          "UDP datagrams received and not answered: the loop guard (source port below 1024 or our own)." },
+        /* One family in two entries: "reason=VALUE" labels the key's sample. */
+        { "udp.rate_limited", "uppercased_udp_dropped_total", "counter", "reason=rate_limited",
+          "UDP datagrams received and not answered, by reason: rate_limited (over limits.udp_rate from "
+          "their source), loop_dropped (the loop guard: source port below 1024 or our own)." },
+        { "udp.loop_dropped", "uppercased_udp_dropped_total", "counter", "reason=loop_dropped", NULL },
         { "invalid_utf8", "uppercased_invalid_utf8_bytes_total", "counter", NULL,
           "Input bytes that were not valid UTF-8, passed through unchanged." },
         { "workers_died", "uppercased_workers_died_total", "counter", NULL,
@@ -137,10 +149,17 @@ static void prom_info(const struct ctl_reply *r, struct textbuf *out) {
         textbuf_printf(out, "} 1\n");
 }
 
+/* A label of its own: "reason=loop_dropped". */
+static const char *metric_fixed_label(const struct metric *m) {
+        return m->label ? strchr(m->label, '=') : NULL;
+}
+
 /* The label value a field gives m, NULL when the field is not m's. */
 static const char *metric_match(const struct metric *m, const char *key) {
         size_t len = strlen(m->key);
 
+        if (metric_fixed_label(m))
+                return strcmp(key, m->key) == 0 ? metric_fixed_label(m) + 1 : NULL;
         if (!m->label)
                 return strcmp(key, m->key) == 0 ? "" : NULL;
         return strncmp(key, m->key, len) == 0 && key[len] ? key + len : NULL;
@@ -156,9 +175,14 @@ static const char *metric_value(const char *value) {
         return ctl_is_number(value) ? value : NULL;
 }
 
-static int prom_metric(const struct ctl_reply *r, const struct metric *m, struct textbuf *out) {
-        bool any = false;
+/* The samples of m; *family: its family's HELP and TYPE are out (an entry
+ * without help goes on the family of the one before). */
+static int prom_metric(const struct ctl_reply *r, const struct metric *m, const struct metric *family,
+                       bool *headed, struct textbuf *out) {
+        char label_name[32];
 
+        snprintf(label_name, sizeof(label_name), "%.*s", m->label ? (int) strcspn(m->label, "=") : 0,
+                 m->label ? m->label : "");
         for (size_t i = 0; i < r->n_fields; i++) {
                 const char *label = metric_match(m, r->fields[i].key);
                 const char *value;
@@ -168,20 +192,29 @@ static int prom_metric(const struct ctl_reply *r, const struct metric *m, struct
                 value = metric_value(r->fields[i].value);
                 if (!value)
                         return -EBADMSG;
-                if (!any)
-                        prom_family(out, m->name, m->type, m->help);
-                any = true;
+                if (!*headed)
+                        prom_family(out, family->name, family->type, family->help);
+                *headed = true;
                 textbuf_printf(out, "%s", m->name);
-                prom_labels(r, out, m->label, label);
+                prom_labels(r, out, m->label ? label_name : NULL, label);
                 textbuf_printf(out, " %s\n", value);
         }
         return 0;
 }
 
 int ctl_prometheus_stats(const struct ctl_reply *r, struct textbuf *out) {
+        const struct metric *family = &metrics[0];
+        bool headed = false;
+
         prom_info(r, out);
         for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
-                int e = prom_metric(r, &metrics[i], out);
+                int e;
+
+                if (metrics[i].help) {
+                        family = &metrics[i];
+                        headed = false;
+                }
+                e = prom_metric(r, &metrics[i], family, &headed, out);
 
                 if (e < 0)
                         return e;

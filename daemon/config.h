@@ -42,6 +42,7 @@ struct config {
         char control_path[108];          /* sizeof(sun_path) */
         mode_t control_mode;
         char control_group[64];          /* "" = leave the group alone */
+        char control_admin_group[64];    /* may change things; "" = root and the daemon's user only */
 
         /* workers { model = "event"; threads = 1; max_connections = 1024;
          *           max_workers = 1024; } */

@@ -10,11 +10,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "control.h"
 #include "duration.h"
+#include "errbuf.h"
 #include "listen.h"
 #include "log.h"
 #include "oneshot.h"
@@ -27,13 +29,15 @@
  * a chunk at a time as the client reads it. */
 #define CONTROL_CHUNK (64 * 1024)
 #define CONTROL_REPLY_MAX (4 * CONTROL_CHUNK)
+/* Supplementary groups of a peer looked at for the admin group
+ * (NGROUPS_MAX is 65536, but nobody is in more than a few). */
+#define CONTROL_GROUPS_MAX 1024
 
 struct control_client {
         TAILQ_ENTRY(control_client) link;       /* least recently active first */
         struct control *control;
         int fd;
-        uid_t uid;
-        pid_t pid;
+        struct control_peer peer;
         sd_event_source *io, *timer;
         char in[CONTROL_LINE_MAX + 2];
         size_t in_len;
@@ -52,6 +56,7 @@ struct control {
         char path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
         sd_event_source *listen_src, *resume_src;
         TAILQ_HEAD(, control_client) clients;
+        gid_t admin_gid;                /* (gid_t) -1: no admin group */
         unsigned n_clients, max_clients;
         uint64_t pause_warned, evict_warned;
 };
@@ -77,8 +82,12 @@ static void reply_duration(struct textbuf *out, const char *key, uint64_t usec) 
 }
 
 static void reply_common(const struct control_status *st, struct textbuf *out) {
+        uint64_t up = now_usec_monotonic() - st->start_usec;
+
         textbuf_printf(out, "version %s\npid %d\nmodel %s\n", VERSION, (int) getpid(), st->model);
-        reply_duration(out, "uptime_seconds", now_usec_monotonic() - st->start_usec);
+        reply_duration(out, "uptime_seconds", up);
+        /* Since the epoch: what Prometheus's process_start_time_seconds is. */
+        reply_duration(out, "start_time_seconds", now_usec_realtime() - up);
         /* A label on every Prometheus series: several instances' stats in
          * one place stay apart. */
         textbuf_printf(out, "instance %s\n", st->instance ? st->instance : "");
@@ -196,12 +205,13 @@ static void reply_connection(const struct conn_slot *slot, uint64_t id, uint64_t
                 memcpy(via, " via=", 5);
                 addr_format(&slot->via, via + 5);
         }
-        textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age=%s idle=%s "
-                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d%s\n",
-                      id, addr_format(&slot->peer, peer),
-                      duration_format_sec(now - slot->start_usec, age, sizeof(age)),
-                      duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle)),
-                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid), via);
+        duration_format_sec(now - slot->start_usec, age, sizeof(age));
+        duration_format_sec(now > last ? now - last : 0, idle, sizeof(idle));
+        /* age and idle: the names of control protocol 1, kept for scripts. */
+        textbuf_printf(out, "connection id=%" PRIu64 " peer=%s protocol=tcp age_seconds=%s idle_seconds=%s "
+                      "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " worker=%d%s age=%s idle=%s\n",
+                      id, addr_format(&slot->peer, peer), age, idle,
+                      LOAD(slot->bytes_in), LOAD(slot->bytes_out), atomic_load(&slot->pid), via, age, idle);
 }
 
 /* The connection list from cursor->next on, up to about CONTROL_CHUNK
@@ -229,98 +239,164 @@ static void cmd_connections(const struct control_daemon *d, struct control_curso
                 textbuf_printf(out, "OK\n");
 }
 
-static void cmd_timeout(const struct control_daemon *d, const struct control_request *req,
-                        uid_t uid, pid_t pid, struct textbuf *out) {
+/* One handler per command.  A handler appends its data lines to
+ * x->out and returns 0 ("OK" follows), CONTROL_REPLY_DONE (it wrote the
+ * whole reply), or -errno with the reason in x->err ("ERROR reason"). */
+struct control_call {
+        const struct control_daemon *d;
+        const struct control_request *req;
+        const struct control_peer *peer;
+        struct textbuf *out;
+        struct control_cursor *cursor;
+        char err[CONFIG_ERR_MAX];
+};
+
+#define CONTROL_REPLY_DONE 1
+
+static int handle_status(struct control_call *x) {
+        cmd_status(x->d, x->out);
+        return 0;
+}
+
+static int handle_stats(struct control_call *x) {
+        cmd_stats(x->d, x->out);
+        return 0;
+}
+
+static int handle_connections(struct control_call *x) {
+        /* Written as the client reads it, "OK" included. */
+        x->cursor->active = true;
+        cmd_connections(x->d, x->cursor, x->out);
+        return CONTROL_REPLY_DONE;
+}
+
+static int handle_timeout(struct control_call *x) {
+        const struct control_request *req = x->req;
+
         if (req->set) {
                 char buf[DURATION_BUF];
 
-                d->set_timeout(d->userdata, req->timeout, req->value_usec);
+                x->d->set_timeout(x->d->userdata, req->timeout, req->value_usec);
                 log_notice("Timeout %s set to %s s by uid %u (pid %d)", timeout_to_string(req->timeout),
-                           duration_format_sec(req->value_usec, buf, sizeof(buf)), (unsigned) uid, (int) pid);
+                           duration_format_sec(req->value_usec, buf, sizeof(buf)), (unsigned) x->peer->uid,
+                           (int) x->peer->pid);
         }
         for (int t = 0; t < _TIMEOUT_MAX; t++)
                 if (req->timeout < 0 || req->timeout == t)
-                        reply_duration(out, timeout_to_string(t), shared_timeout(d->shared, t));
+                        reply_duration(x->out, timeout_to_string(t), shared_timeout(x->d->shared, t));
+        return 0;
 }
 
-static bool cmd_reload(const struct control_daemon *d, uid_t uid, pid_t pid, char *err, size_t errlen) {
-        log_info("Reload requested by uid %u (pid %d)", (unsigned) uid, (int) pid);
-        return d->reload(d->userdata, err, errlen) >= 0;
+static int handle_reload(struct control_call *x) {
+        int r;
+
+        log_info("Reload requested by uid %u (pid %d)", (unsigned) x->peer->uid, (int) x->peer->pid);
+        r = x->d->reload(x->d->userdata, x->err, sizeof(x->err));
+        return r < 0 ? r : 0;
 }
 
 /* drain, ready: logged once per change, with who asked; asking again
  * changes nothing and says so ("changed no"). */
-static void cmd_drain(const struct control_daemon *d, bool draining, uid_t uid, pid_t pid, struct textbuf *out) {
-        bool changed = d->set_draining(d->userdata, draining);
+static int handle_drain(struct control_call *x) {
+        bool draining = x->req->command == CONTROL_DRAIN;
+        bool changed = x->d->set_draining(x->d->userdata, draining);
+        unsigned uid = (unsigned) x->peer->uid;
+        int pid = (int) x->peer->pid;
 
         if (changed && draining)
                 log_notice("Draining, asked by uid %u (pid %d): the agent-check now answers drain, "
-                           "open connections go on", (unsigned) uid, (int) pid);
+                           "open connections go on", uid, pid);
         else if (changed)
-                log_notice("Ready, asked by uid %u (pid %d): the agent-check now answers ready",
-                           (unsigned) uid, (int) pid);
-        textbuf_printf(out, "balancer %s\nchanged %s\n", balancer_state(draining), changed ? "yes" : "no");
+                log_notice("Ready, asked by uid %u (pid %d): the agent-check now answers ready", uid, pid);
+        textbuf_printf(x->out, "balancer %s\nchanged %s\n", balancer_state(draining), changed ? "yes" : "no");
+        return 0;
+}
+
+/* kill ID: the connection's worker answers what it read, then closes it
+ * (its close entry says "killed"); this entry says who asked. */
+static int handle_kill(struct control_call *x) {
+        uint64_t id = x->req->conn_id;
+        union sockaddr_union peer;
+        char host[ADDR_HOST_MAX];
+        int r = x->d->kill(x->d->userdata, id, &peer);
+
+        if (r == -ENOENT)
+                return errbuf_set(x->err, sizeof(x->err), r, "no connection %" PRIu64 " (see 'connections')", id);
+        if (r < 0)
+                return errbuf_set(x->err, sizeof(x->err), r, "cannot kill connection %" PRIu64 ": %s", id,
+                                  strerror(-r));
+        log_notice("Connection %" PRIu64 " from %s port %u killed by uid %u (pid %d)", id,
+                   addr_format_host(&peer, host), addr_port(&peer), (unsigned) x->peer->uid, (int) x->peer->pid);
+        textbuf_printf(x->out, "killed %" PRIu64 "\n", id);
+        return 0;
+}
+
+/* reset: the counters start again from 0; the gauges (active
+ * connections, settings) are not counters. */
+static int handle_reset(struct control_call *x) {
+        shared_reset_counters(x->d->shared);
+        log_notice("Counters reset by uid %u (pid %d)", (unsigned) x->peer->uid, (int) x->peer->pid);
+        return 0;
 }
 
 /* "help timeout [NAME [VALUE]]  list, show or set ...", from the table
- * uppercasectl has too (control-proto.h). */
-static void cmd_help(struct textbuf *out) {
+ * uppercasectl has too (control-proto.h); all, or the one asked for. */
+static int handle_help(struct control_call *x) {
         for (int c = 0; c < _CONTROL_MAX; c++) {
                 const struct control_command_info *i = &control_commands[c];
                 char usage[64];
 
+                if (x->req->topic >= 0 && x->req->topic != c)
+                        continue;
                 snprintf(usage, sizeof(usage), "%s%s%s", i->name, i->args[0] ? " " : "", i->args);
-                textbuf_printf(out, "help %-26s ", usage);
+                textbuf_printf(x->out, "help %-26s ", usage);
                 for (const char *h = i->help; *h; h++)
-                        textbuf_append(out, *h == '\n' ? " " : h, 1);
-                textbuf_append(out, "\n", 1);
+                        textbuf_append(x->out, *h == '\n' ? " " : h, 1);
+                textbuf_append(x->out, "\n", 1);
         }
+        return 0;
 }
+
+static int (*const handlers[_CONTROL_MAX])(struct control_call *x) = {
+        [CONTROL_STATUS] = handle_status,
+        [CONTROL_STATS] = handle_stats,
+        [CONTROL_CONNECTIONS] = handle_connections,
+        [CONTROL_TIMEOUT] = handle_timeout,
+        [CONTROL_RELOAD] = handle_reload,
+        [CONTROL_DRAIN] = handle_drain,
+        [CONTROL_READY] = handle_drain,
+        [CONTROL_KILL] = handle_kill,
+        [CONTROL_RESET] = handle_reset,
+        [CONTROL_HELP] = handle_help,
+};
 
 void control_continue(const struct control_daemon *d, struct control_cursor *cursor, struct textbuf *out) {
         cmd_connections(d, cursor, out);
 }
 
-void control_dispatch(const struct control_daemon *d, const char *line, size_t len, uid_t uid, pid_t pid,
-                      struct textbuf *out, struct control_cursor *cursor) {
+void control_dispatch(const struct control_daemon *d, const char *line, size_t len,
+                      const struct control_peer *peer, struct textbuf *out, struct control_cursor *cursor) {
         struct control_request req;
-        char err[CONFIG_ERR_MAX];
+        struct control_call x = { .d = d, .req = &req, .peer = peer, .out = out, .cursor = cursor };
+        int r;
 
         *cursor = (struct control_cursor) {};
-        if (control_parse(line, len, &req, err, sizeof(err)) < 0) {
-                textbuf_printf(out, "ERROR %s\n", err);
+        if (control_parse(line, len, &req, x.err, sizeof(x.err)) < 0) {
+                textbuf_printf(out, "ERROR %s\n", x.err);
                 return;
         }
-        switch (req.command) {
-        case CONTROL_STATUS:
-                cmd_status(d, out);
-                break;
-        case CONTROL_STATS:
-                cmd_stats(d, out);
-                break;
-        case CONTROL_CONNECTIONS:
-                /* Written as the client reads it, "OK" included. */
-                cursor->active = true;
-                cmd_connections(d, cursor, out);
+        if (control_request_needs_admin(&req) && !peer->admin) {
+                textbuf_printf(out, "ERROR permission denied: %s%s needs root%s%s\n",
+                               control_command_name(req.command), req.command == CONTROL_TIMEOUT ? " VALUE" : "",
+                               d->admin_group && d->admin_group[0] ? " or group " : "",
+                               d->admin_group ? d->admin_group : "");
                 return;
-        case CONTROL_TIMEOUT:
-                cmd_timeout(d, &req, uid, pid, out);
-                break;
-        case CONTROL_RELOAD:
-                if (!cmd_reload(d, uid, pid, err, sizeof(err))) {
-                        textbuf_printf(out, "ERROR %s\n", err);
-                        return;
-                }
-                break;
-        case CONTROL_DRAIN:
-        case CONTROL_READY:
-                cmd_drain(d, req.command == CONTROL_DRAIN, uid, pid, out);
-                break;
-        default:
-                cmd_help(out);
-                break;
         }
-        textbuf_printf(out, "OK\n");
+        r = handlers[req.command](&x);
+        if (r < 0)
+                textbuf_printf(out, "ERROR %s\n", x.err);
+        else if (r != CONTROL_REPLY_DONE)
+                textbuf_printf(out, "OK\n");
 }
 
 /* --- the clients --- */
@@ -360,7 +436,7 @@ static bool control_client_next_request(struct control_client *cc) {
                 return true;
         }
         len = (size_t) (nl - cc->in);
-        control_dispatch(cc->control->daemon, cc->in, len, cc->uid, cc->pid, &cc->out, &cc->cursor);
+        control_dispatch(cc->control->daemon, cc->in, len, &cc->peer, &cc->out, &cc->cursor);
         cc->requests++;
         memmove(cc->in, nl + 1, cc->in_len - len - 1);
         cc->in_len -= len + 1;
@@ -429,9 +505,49 @@ static int control_client_on_timer(sd_event_source *es, uint64_t usec, void *use
         return 0;
 }
 
+int control_peer_groups(int fd, pid_t pid, gid_t *groups, size_t max) {
+        socklen_t len = (socklen_t) (max * sizeof(gid_t));
+        char path[64], line[256];
+        size_t n = 0;
+        FILE *f;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+                return (int) (len / sizeof(gid_t));
+        if (errno != ENOPROTOOPT)
+                return -errno;
+        /* Before Linux 4.13: the process's, which may have changed since
+         * it connected. */
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "Groups:", 7) == 0) {
+                        char *p = line + 7, *end;
+
+                        for (unsigned long g; n < max && (g = strtoul(p, &end, 10), end != p); p = end)
+                                groups[n++] = (gid_t) g;
+                        break;
+                }
+        fclose(f);
+        return (int) n;
+}
+
+/* Root, the daemon's user, and the admin group's members may change
+ * things.  A peer whose groups cannot be read is not admin. */
+static bool control_client_admin(const struct control *c, int fd, const struct ucred *cred) {
+        gid_t groups[CONTROL_GROUPS_MAX];
+        int n = 0;
+
+        if (c->admin_gid != (gid_t) -1)
+                n = control_peer_groups(fd, cred->pid, groups, CONTROL_GROUPS_MAX);
+        return control_peer_is_admin(cred->uid, cred->gid, groups, n > 0 ? (size_t) n : 0, geteuid(),
+                                     c->admin_gid);
+}
+
 static void control_client_new(struct control *c, int fd) {
         struct control_client *cc = calloc(1, sizeof(*cc));
-        struct ucred cred = { .uid = (uid_t) -1, .pid = 0 };
+        struct ucred cred = { .uid = (uid_t) -1, .gid = (gid_t) -1, .pid = 0 };
         socklen_t len = sizeof(cred);
 
         if (!cc) {
@@ -442,8 +558,8 @@ static void control_client_new(struct control *c, int fd) {
         cc->fd = fd;
         textbuf_init(&cc->out, CONTROL_REPLY_MAX);
         (void) getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-        cc->uid = cred.uid;
-        cc->pid = cred.pid;
+        cc->peer = (struct control_peer) { .uid = cred.uid, .pid = cred.pid,
+                                           .admin = control_client_admin(c, fd, &cred) };
         TAILQ_INSERT_TAIL(&c->clients, cc, link);
         c->n_clients++;
         if (sd_event_add_io(c->event, &cc->io, fd, EPOLLIN, control_client_on_io, cc) < 0 ||
@@ -479,13 +595,13 @@ static void control_make_room(struct control *c) {
                 if (n == CONTROL_CLIENTS_MAX)
                         break;
                 all[n] = cc;
-                uids[n++] = cc->uid;
+                uids[n++] = cc->peer.uid;
         }
         victim = all[control_pick_victim(uids, n)];
         if (warning_due(&c->evict_warned, now_usec_monotonic()))
                 log_notice("All %u control client places are taken: closing the least recently active "
-                           "client of uid %u (pid %d) to make room", c->n_clients, (unsigned) victim->uid,
-                           (int) victim->pid);
+                           "client of uid %u (pid %d) to make room", c->n_clients, (unsigned) victim->peer.uid,
+                           (int) victim->peer.pid);
         if (!control_client_writing(victim)) {
                 static const char bye[] = "ERROR closed to make room for another control client\n";
 
@@ -613,6 +729,82 @@ static int control_bind(struct control *c, const struct control_socket *sock) {
         return 0;
 }
 
+/* The admin group's id, (gid_t) -1 when there is none (not set, or no
+ * such group: then only root and the daemon's user may change things). */
+static gid_t control_admin_gid(const char *name) {
+        struct group *gr;
+
+        if (!name || !name[0])
+                return (gid_t) -1;
+        gr = getgrnam(name);
+        if (!gr) {
+                /* The default one is only missing where the package is not installed. */
+                if (strcmp(name, CONTROL_ADMIN_GROUP) == 0)
+                        log_debug("Group %s does not exist: only root and the daemon's user may change "
+                                  "settings over the control socket", name);
+                else
+                        log_warning("Group %s (control.admin_group) does not exist: only root and the daemon's "
+                                    "user may change settings over the control socket", name);
+                return (gid_t) -1;
+        }
+        return gr->gr_gid;
+}
+
+/* The POSIX ACL of a file, as the kernel stores it
+ * (linux/posix_acl_xattr.h): a version, then entries sorted by tag. */
+struct acl_entry {
+        uint16_t tag, perm;
+        uint32_t id;
+};
+
+enum {
+        ACL_XATTR_VERSION = 2,
+        ACL_TAG_USER_OBJ = 0x01,
+        ACL_TAG_GROUP_OBJ = 0x04,
+        ACL_TAG_GROUP = 0x08,
+        ACL_TAG_MASK = 0x10,
+        ACL_TAG_OTHER = 0x20,
+};
+
+int control_grant_group(const char *path, gid_t gid) {
+        struct stat st;
+        struct {
+                uint32_t version;
+                struct acl_entry e[5];
+        } acl;
+
+        if (stat(path, &st) < 0)
+                return -errno;
+        /* Little-endian on the wire: Debian's architectures all are. */
+        acl.version = ACL_XATTR_VERSION;
+        acl.e[0] = (struct acl_entry) { ACL_TAG_USER_OBJ, (st.st_mode >> 6) & 7, (uint32_t) -1 };
+        acl.e[1] = (struct acl_entry) { ACL_TAG_GROUP_OBJ, (st.st_mode >> 3) & 7, (uint32_t) -1 };
+        acl.e[2] = (struct acl_entry) { ACL_TAG_GROUP, 6, gid };
+        acl.e[3] = (struct acl_entry) { ACL_TAG_MASK, ((st.st_mode >> 3) & 7) | 6, (uint32_t) -1 };
+        acl.e[4] = (struct acl_entry) { ACL_TAG_OTHER, st.st_mode & 7, (uint32_t) -1 };
+        return setxattr(path, "system.posix_acl_access", &acl, sizeof(acl), 0) < 0 ? -errno : 0;
+}
+
+/* The admin group's members may not be in the socket's group: an ACL
+ * lets them reach the socket too.  It needs the socket's owner: the
+ * daemon's own, or socket activation's SocketUser=. */
+static void control_grant_admin(const struct control *c, const char *group) {
+        struct sockaddr_un sa;
+        socklen_t len = sizeof(sa);
+        int r;
+
+        if (c->admin_gid == (gid_t) -1)
+                return;
+        if (getsockname(c->fd, (struct sockaddr *) &sa, &len) < 0 || len <= offsetof(struct sockaddr_un, sun_path) ||
+            sa.sun_path[0] != '/')
+                return;
+        sa.sun_path[sizeof(sa.sun_path) - 1] = '\0';
+        r = control_grant_group(sa.sun_path, c->admin_gid);
+        if (r < 0)
+                log_warning_errno(r, "Failed to let group %s reach %s, ignoring: %m (its members need the "
+                                  "socket's group too)", group, sa.sun_path);
+}
+
 int control_start(sd_event *e, const struct control_daemon *d, const struct control_socket *sock,
                   struct control **ret, char *what, size_t len) {
         struct control *c;
@@ -631,6 +823,7 @@ int control_start(sd_event *e, const struct control_daemon *d, const struct cont
         c->event = e;
         c->fd = sock->fd;
         c->max_clients = CONTROL_CLIENTS_MAX;
+        c->admin_gid = control_admin_gid(d->admin_group);
         TAILQ_INIT(&c->clients);
         if (c->fd < 0) {
                 r = control_bind(c, sock);
@@ -640,6 +833,7 @@ int control_start(sd_event *e, const struct control_daemon *d, const struct cont
                         return r;
                 }
         }
+        control_grant_admin(c, d->admin_group);
         r = sd_event_add_io(e, &c->listen_src, c->fd, EPOLLIN, control_on_accept, c);
         if (r < 0) {
                 snprintf(what, len, "control socket");

@@ -47,6 +47,9 @@ struct control_status {
 /* The daemon, as the control socket sees it. */
 struct control_daemon {
         struct shared *shared;            /* read: counters, connections, live settings */
+        /* Its members may run the changing commands, as root and the
+         * daemon's own user may; "" or NULL: none. */
+        const char *admin_group;
         void (*status)(void *userdata, struct control_status *st);
         /* Sets one live timeout (0 = off), applied to open connections too. */
         void (*set_timeout)(void *userdata, enum timeout_id t, uint64_t usec);
@@ -55,7 +58,19 @@ struct control_daemon {
         /* Sets what the balancer agent answers (drain or ready); new
          * connections are served either way.  Returns whether it changed. */
         bool (*set_draining)(void *userdata, bool draining);
+        /* Asks connection id's worker to close it after its replies
+         * (uppercasectl kill): 0 and its client in *peer, or -ENOENT. */
+        int (*kill)(void *userdata, uint64_t id, union sockaddr_union *peer);
         void *userdata;
+};
+
+/* Who sent a request (SO_PEERCRED), and whether it may change things:
+ * root, the daemon's own user, or a member of the admin group
+ * (control_peer_is_admin()). */
+struct control_peer {
+        uid_t uid;
+        pid_t pid;
+        bool admin;
 };
 
 /* Where the socket is: passed by systemd (fd), or bound at path with mode
@@ -92,10 +107,20 @@ struct control_cursor {
 
 /* Runs one request line and appends the reply (data lines, then "OK" or
  * "ERROR reason") to out, or its first part with *cursor active:
- * control_continue() appends the rest, a part at a time.  uid/pid identify
- * the caller in the log. */
-void control_dispatch(const struct control_daemon *d, const char *line, size_t len, uid_t uid, pid_t pid,
-                      struct textbuf *out, struct control_cursor *cursor);
+ * control_continue() appends the rest, a part at a time.  A changing
+ * command from a peer that is not admin gets "ERROR permission denied:
+ * ..."; uid/pid identify the caller in the log. */
+void control_dispatch(const struct control_daemon *d, const char *line, size_t len,
+                      const struct control_peer *peer, struct textbuf *out, struct control_cursor *cursor);
+
+/* Lets group gid read and write path (a POSIX ACL entry; the owner's,
+ * the owning group's and others' permissions stay).  0 or -errno. */
+int control_grant_group(const char *path, gid_t gid);
+
+/* The supplementary groups of the peer of the UNIX socket fd (pid: its
+ * process, for kernels without SO_PEERGROUPS): up to max in groups.
+ * Returns how many, or -errno. */
+int control_peer_groups(int fd, pid_t pid, gid_t *groups, size_t max);
 void control_continue(const struct control_daemon *d, struct control_cursor *cursor, struct textbuf *out);
 
 /* When every place is taken, which client a new one replaces: the least

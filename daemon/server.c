@@ -162,6 +162,7 @@ static void server_keep_restart_settings(const struct config *old, struct config
                 { "control.path", strcmp(old->control_path, new->control_path) != 0 },
                 { "control.mode", old->control_mode != new->control_mode },
                 { "control.group", strcmp(old->control_group, new->control_group) != 0 },
+                { "control.admin_group", strcmp(old->control_admin_group, new->control_admin_group) != 0 },
                 { "workers.model", old->model != new->model },
                 { "workers.threads", old->threads != new->threads },
         };
@@ -182,6 +183,7 @@ static void server_keep_restart_settings(const struct config *old, struct config
         memcpy(new->control_path, old->control_path, sizeof(old->control_path));
         new->control_mode = old->control_mode;
         memcpy(new->control_group, old->control_group, sizeof(old->control_group));
+        memcpy(new->control_admin_group, old->control_admin_group, sizeof(old->control_admin_group));
         new->model = old->model;
         new->threads = old->threads;
 }
@@ -307,6 +309,16 @@ static void control_on_set_timeout(void *userdata, enum timeout_id t, uint64_t u
         s->ops->timeouts_changed(s->worker);
 }
 
+static int control_on_kill(void *userdata, uint64_t id, union sockaddr_union *peer) {
+        struct server *s = userdata;
+        struct conn_slot *slot = conn_slot_kill(s->shared, id, peer);
+
+        if (!slot)
+                return -ENOENT;
+        s->ops->kill(s->worker, slot);
+        return 0;
+}
+
 static int control_on_reload(void *userdata, char *err, size_t errlen) {
         return server_reload(userdata, err, errlen);
 }
@@ -354,10 +366,12 @@ static int server_start_control(struct server *s) {
 
         s->control_iface = (struct control_daemon) {
                 .shared = s->shared,
+                .admin_group = s->config.control_admin_group,
                 .status = control_on_status,
                 .set_timeout = control_on_set_timeout,
                 .reload = control_on_reload,
                 .set_draining = control_on_set_draining,
+                .kill = control_on_kill,
                 .userdata = s,
         };
         /* The passed sockets are all there is: say so rather than ignore it. */

@@ -23,6 +23,7 @@ static const char *const close_reason_names[_CLOSE_MAX] = {
         [CLOSE_ERROR] = "error",
         [CLOSE_SHUTDOWN] = "shutdown",
         [CLOSE_HANDOVER] = "handover",
+        [CLOSE_KILLED] = "killed",
 };
 
 const char *close_reason_to_string(enum close_reason r) {
@@ -242,6 +243,7 @@ static void slot_publish(struct conn_slot *slot, uint64_t id, uint64_t start_rea
         atomic_store_explicit(&slot->bytes_out, bytes_out, memory_order_relaxed);
         atomic_store_explicit(&slot->close_reason, CLOSE_ERROR, memory_order_relaxed);
         atomic_store_explicit(&slot->pid, 0, memory_order_relaxed);
+        atomic_store_explicit(&slot->kill_id, 0, memory_order_relaxed);
         /* Publishing the id last makes the slot visible to readers. */
         atomic_store_explicit(&slot->id, id, memory_order_release);
 }
@@ -314,4 +316,32 @@ void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
                 COUNTER_ADD(sh, tcp_bytes_out, out);
         }
         atomic_store_explicit(&slot->last_active_usec, now_usec, memory_order_relaxed);
+}
+
+struct conn_slot *conn_slot_kill(struct shared *sh, uint64_t id, union sockaddr_union *peer) {
+        uint32_t n;
+
+        pthread_mutex_lock(&sh->lock);
+        n = sh->high_water;
+        pthread_mutex_unlock(&sh->lock);
+        for (uint32_t i = 0; i < n; i++) {
+                struct conn_slot *slot = &sh->slots[i];
+
+                if (atomic_load_explicit(&slot->id, memory_order_acquire) != id)
+                        continue;
+                *peer = slot->peer;
+                atomic_store(&slot->kill_id, id);
+                return slot;
+        }
+        return NULL;
+}
+
+/* Every member of struct counters is one of these. */
+_Static_assert(sizeof(struct counters) % sizeof(atomic_uint_fast64_t) == 0, "counters are all 64-bit");
+
+void shared_reset_counters(struct shared *sh) {
+        atomic_uint_fast64_t *c = (atomic_uint_fast64_t *) &sh->c;
+
+        for (size_t i = 0; i < sizeof(sh->c) / sizeof(*c); i++)
+                atomic_store_explicit(&c[i], 0, memory_order_relaxed);
 }

@@ -26,6 +26,7 @@ enum close_reason {
         CLOSE_ERROR,
         CLOSE_SHUTDOWN,
         CLOSE_HANDOVER,         /* stored for the next instance (restart) */
+        CLOSE_KILLED,           /* uppercasectl kill */
         _CLOSE_MAX,
 };
 
@@ -90,6 +91,10 @@ struct conn_slot {
         atomic_uint_fast64_t bytes_out;
         atomic_int close_reason;                 /* set by the worker when it ends */
         atomic_int pid;                          /* process model: the child */
+        /* uppercasectl kill: the id of the connection to close, so that a
+         * request for a connection that ended meanwhile never applies to
+         * the next one in the slot (conn_slot_killed()). */
+        atomic_uint_fast64_t kill_id;
         uint32_t index;                          /* own position in the table */
         uint32_t next_free;                      /* free list link, owner side only */
 };
@@ -199,6 +204,21 @@ struct conn_slot *conn_slot_resume(struct shared *sh, uint64_t id, const struct 
 /* Releases a slot: counts its close reason, decrements tcp_active and the
  * count of its source. */
 void conn_slot_release(struct shared *sh, struct conn_slot *slot);
+
+/* Asks the worker of connection id to close it after its replies
+ * (conn_slot_killed()); the caller wakes the worker.  Returns the slot,
+ * and its peer in *peer, or NULL when no connection has that id. */
+struct conn_slot *conn_slot_kill(struct shared *sh, uint64_t id, union sockaddr_union *peer);
+/* Whether the connection of slot was asked to close. */
+static inline bool conn_slot_killed(const struct conn_slot *slot) {
+        uint64_t kill = atomic_load_explicit(&slot->kill_id, memory_order_relaxed);
+
+        return kill != 0 && kill == atomic_load_explicit(&slot->id, memory_order_relaxed);
+}
+
+/* Zeroes the counters (struct counters), not the gauges (tcp_active,
+ * proxy_waiting) nor the connections' own counts. */
+void shared_reset_counters(struct shared *sh);
 
 /* Records traffic on a connection (and the global TCP counters). */
 void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,

@@ -153,7 +153,7 @@ static bool conn_serve_input(struct blocking_conn *c) {
         return c->eof ? conn_ends(c, CLOSE_EOF) : true;
 }
 
-/* After ".": stop sending, then discard input until the peer's EOF, so that
+/* After "." or a kill: stop sending, then discard input until the peer's EOF, so that
  * closing with unread input does not reset the connection. */
 static void conn_linger(struct blocking_conn *c) {
         uint64_t since = now_usec_monotonic();
@@ -226,6 +226,11 @@ static void conn_loop(struct blocking_conn *c) {
                         conn_ends(c, CLOSE_SHUTDOWN);
                         return;
                 }
+                /* Every reply to what was read is written by now. */
+                if (conn_slot_killed(c->slot)) {
+                        conn_ends(c, CLOSE_KILLED);
+                        return;
+                }
                 if (atomic_load(&c->sh->stopping)) {
                         conn_drain(c);
                         return;
@@ -287,7 +292,7 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                 if (conn_resume_replies(c, resume))
                         conn_loop(c);
-                if (c->reason == CLOSE_QUIT)
+                if (c->reason == CLOSE_QUIT || c->reason == CLOSE_KILLED)
                         conn_linger(c);
                 reason = c->reason;
                 free(c);
@@ -296,20 +301,21 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
         return reason;
 }
 
+void tcp_kick(struct conn_slot *slot, bool threads) {
+        int pid = atomic_load(&slot->pid);
+
+        /* Not started yet: it sees the request before it first waits. */
+        if (atomic_load(&slot->id) == 0 || pid <= 0)
+                return;
+        if (threads)
+                (void) syscall(SYS_tgkill, getpid(), pid, SIGUSR1);
+        else
+                (void) kill(pid, SIGUSR1);
+}
+
 void tcp_kick_all(struct shared *sh, bool threads) {
-        pid_t self = getpid();
-
-        for (uint32_t i = 0; i < sh->high_water; i++) {
-                struct conn_slot *slot = &sh->slots[i];
-                int pid = atomic_load(&slot->pid);
-
-                if (atomic_load(&slot->id) == 0 || pid <= 0)
-                        continue;
-                if (threads)
-                        (void) syscall(SYS_tgkill, self, pid, SIGUSR1);
-                else
-                        (void) kill(pid, SIGUSR1);
-        }
+        for (uint32_t i = 0; i < sh->high_water; i++)
+                tcp_kick(&sh->slots[i], threads);
 }
 
 int worker_wait(int fd, short events, uint64_t timeout_usec) {

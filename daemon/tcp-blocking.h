@@ -25,6 +25,9 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
  * process id or, in the thread model, a thread id). */
 void tcp_kick_all(struct shared *sh, bool threads);
 
+/* Sends SIGUSR1 to the worker of slot (uppercasectl kill). */
+void tcp_kick(struct conn_slot *slot, bool threads);
+
 /* Waits for events on fd for at most timeout_usec (UINT64_MAX: forever)
  * with SIGUSR1 unblocked, so that a kick interrupts it (the daemon blocks
  * SIGUSR1 in every thread and handles it with a no-op: server.c).  Returns

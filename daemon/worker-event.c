@@ -60,12 +60,13 @@ enum wake_flag {
         WAKE_TIMEOUTS = 1 << 0,
         WAKE_STOP = 1 << 1,
         WAKE_ABORT = 1 << 2,
+        WAKE_KILL = 1 << 3,             /* a connection was asked to close (conn_slot_killed()) */
 };
 
 enum conn_queue {
         QUEUE_IDLE,             /* waiting for input */
         QUEUE_WRITE,            /* replies pending, peer not reading */
-        QUEUE_LINGER,           /* "." seen, waiting for the peer's EOF */
+        QUEUE_LINGER,           /* "." seen or killed, waiting for the peer's EOF */
         QUEUE_DRAIN,            /* stopping: a first request, or more input, to come */
         QUEUE_RUN,              /* busy: more input waiting, served in turns */
         _QUEUE_MAX,
@@ -101,6 +102,7 @@ struct conn {
         bool draining;                  /* graceful stop: finish, or hand over */
         bool handover_failed;           /* the store refused it: drained as on a plain stop */
         bool more;                      /* the last read filled the buffer */
+        bool killed;                    /* uppercasectl kill: close once the replies are sent */
         struct upcase up;
         uint8_t *pending;               /* unsent replies, only while the peer lags */
         size_t pending_len, pending_off;
@@ -297,9 +299,14 @@ static int conn_send(struct conn *c, const uint8_t *buf, size_t len, uint64_t no
         return 0;
 }
 
-/* Nothing is owed any more: close, or linger after ".". */
+/* How a lingering connection ends. */
+static enum close_reason conn_linger_reason(const struct conn *c) {
+        return c->killed ? CLOSE_KILLED : CLOSE_QUIT;
+}
+
+/* Nothing is owed any more: close, or linger after "." or a kill. */
 static void conn_finish(struct conn *c, uint64_t now) {
-        if (c->up.quit && !c->eof) {
+        if ((c->up.quit || c->killed) && !c->eof) {
                 /* Tell the peer we are done, then read and discard until its
                  * EOF so that our close does not reset the connection. */
                 shutdown(c->watch.fd, SHUT_WR);
@@ -307,7 +314,7 @@ static void conn_finish(struct conn *c, uint64_t now) {
                 conn_requeue(c, QUEUE_LINGER, now);
                 return;
         }
-        conn_close(c, c->up.quit ? CLOSE_QUIT : c->eof ? CLOSE_EOF : CLOSE_SHUTDOWN);
+        conn_close(c, c->killed ? CLOSE_KILLED : c->up.quit ? CLOSE_QUIT : c->eof ? CLOSE_EOF : CLOSE_SHUTDOWN);
 }
 
 /* Where a stopping connection is at (conn.h). */
@@ -368,7 +375,7 @@ static void conn_settle(struct conn *c, uint64_t now) {
                         conn_requeue(c, QUEUE_WRITE, now);
                 return;
         }
-        if (c->up.quit || c->eof) {
+        if (c->up.quit || c->eof || c->killed) {
                 conn_finish(c, now);
                 return;
         }
@@ -395,12 +402,12 @@ static bool conn_read(struct conn *c, uint64_t now) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return true;
         if (n < 0) {
-                conn_close(c, c->queue == QUEUE_LINGER ? CLOSE_QUIT : CLOSE_ERROR);
+                conn_close(c, c->queue == QUEUE_LINGER ? conn_linger_reason(c) : CLOSE_ERROR);
                 return false;
         }
         if (c->queue == QUEUE_LINGER) {
                 if (n == 0)
-                        conn_close(c, CLOSE_QUIT);
+                        conn_close(c, conn_linger_reason(c));
                 return n > 0;
         }
         c->eof = n == 0;
@@ -555,7 +562,7 @@ static void queue_expire(struct loop *l, enum conn_queue q) {
                 if (q == QUEUE_DRAIN)
                         conn_drain(c, l->now);
                 else
-                        conn_close(c, reasons[q]);
+                        conn_close(c, q == QUEUE_LINGER ? conn_linger_reason(c) : reasons[q]);
         }
 }
 
@@ -624,6 +631,27 @@ static void loop_stop(struct loop *l) {
         loop_check_done(l);
 }
 
+/* The connections asked to close: those waiting for input or their turn
+ * finish now (the input they read is answered), those whose peer lags
+ * once it has read its replies (conn_settle()). */
+static void loop_kill(struct loop *l) {
+        static const enum conn_queue queues[] = { QUEUE_IDLE, QUEUE_RUN, QUEUE_WRITE, QUEUE_DRAIN };
+
+        for (size_t i = 0; i < sizeof(queues) / sizeof(queues[0]); i++) {
+                struct conn *c, *next;
+
+                for (c = TAILQ_FIRST(&l->queues[queues[i]]); c; c = next) {
+                        next = TAILQ_NEXT(c, link);
+                        if (c->killed || !conn_slot_killed(c->slot))
+                                continue;
+                        c->killed = true;
+                        c->draining = false;
+                        if (!c->pending)
+                                conn_finish(c, l->now);
+                }
+        }
+}
+
 static void loop_on_wake(struct loop *l) {
         uint64_t v;
         unsigned flags;
@@ -641,6 +669,8 @@ static void loop_on_wake(struct loop *l) {
         }
         if ((flags & WAKE_STOP) && !l->stopping)
                 loop_stop(l);
+        if (flags & WAKE_KILL)
+                loop_kill(l);
         /* WAKE_TIMEOUTS needs nothing more: the next sleep is computed from
          * the live timeouts. */
 }
@@ -828,6 +858,11 @@ static void event_timeouts_changed(struct worker *w) {
         event_wake_all(w, WAKE_TIMEOUTS);
 }
 
+/* Whichever loop holds the connection finds it. */
+static void event_kill(struct worker *w, struct conn_slot *slot) {
+        event_wake_all(w, WAKE_KILL);
+}
+
 static void event_stop(struct worker *w) {
         event_wake_all(w, WAKE_STOP);
 }
@@ -876,6 +911,7 @@ const struct worker_ops worker_event_ops = {
         .holds_connections = true,
         .start = event_start,
         .timeouts_changed = event_timeouts_changed,
+        .kill = event_kill,
         .stop = event_stop,
         .drained = event_drained,
         .finish = event_finish,

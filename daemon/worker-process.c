@@ -261,6 +261,10 @@ static int process_start(const struct worker_env *env, struct worker **ret) {
         return 0;
 }
 
+static void process_kill(struct worker *w, struct conn_slot *slot) {
+        tcp_kick(slot, false);
+}
+
 static void process_timeouts_changed(struct worker *w) {
         tcp_kick_all(w->shared, false);
 }
@@ -322,6 +326,7 @@ const struct worker_ops worker_process_ops = {
         .holds_connections = false,
         .start = process_start,
         .timeouts_changed = process_timeouts_changed,
+        .kill = process_kill,
         .stop = process_stop,
         .drained = process_drained,
         .finish = process_finish,

@@ -179,6 +179,10 @@ static void thread_kick_all(struct worker *w) {
         }
 }
 
+static void thread_kill(struct worker *w, struct conn_slot *slot) {
+        tcp_kick(slot, true);
+}
+
 static void thread_timeouts_changed(struct worker *w) {
         tcp_kick_all(w->shared, true);
 }
@@ -247,6 +251,7 @@ const struct worker_ops worker_thread_ops = {
         .holds_connections = true,
         .start = thread_start,
         .timeouts_changed = thread_timeouts_changed,
+        .kill = thread_kill,
         .stop = thread_stop,
         .drained = thread_drained,
         .finish = thread_finish,

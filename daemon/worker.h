@@ -83,6 +83,11 @@ struct worker_ops {
         int (*start)(const struct worker_env *env, struct worker **ret);
         /* The live timeouts changed: apply them to existing connections. */
         void (*timeouts_changed)(struct worker *w);
+        /* uppercasectl kill: the connection of slot was asked to close
+         * (conn_slot_killed()); wake its worker, which answers the input
+         * it read, closes its side, and ends it as CLOSE_KILLED after the
+         * linger (as after "."). */
+        void (*kill)(struct worker *w, struct conn_slot *slot);
         /* Graceful stop: stop accepting and reading datagrams, drain each
          * connection (drain_next()), then close it or hand it over. */
         void (*stop)(struct worker *w);

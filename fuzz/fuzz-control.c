@@ -41,6 +41,9 @@ static void parse(const uint8_t *data, size_t size, size_t errlen) {
                         }
                 } else
                         check(!req.set);
+                check(req.command != CONTROL_KILL || req.conn_id > 0);
+                check(req.topic >= -1 && req.topic < _CONTROL_MAX);
+                check(req.command == CONTROL_HELP || req.topic == -1);
         } else {
                 check(r < 0);
                 /* Terminated within errlen, non-empty (when there was room

@@ -194,6 +194,7 @@ SHIPPED_CONFIG = os.path.join(REPO, "etc", "uppercased.conf")
 SETTINGS = {
     "tcp": ("listen", "tcp"), "udp": ("listen", "udp"), "backlog": ("listen", "backlog"),
     "control": ("control", "path"), "group": ("control", "group"),
+    "admin_group": ("control", "admin_group"),
     "model": ("workers", "model"), "threads": ("workers", "threads"),
     "max_connections": ("workers", "max_connections"), "max_workers": ("workers", "max_workers"),
     "idle": ("timeouts", "idle"), "write": ("timeouts", "write"), "shutdown": ("timeouts", "shutdown"),

@@ -356,12 +356,12 @@ def test_stats_show_limits(daemon_factory):
 
     # Every series carries the instance's name (test_drain.py checks it).
     prom = re.sub(r'\{uppercased_instance="[^"]*"\}', "", ctl(d, "--prometheus", "stats"))
+    prom = re.sub(r'\{uppercased_instance="[^"]*",', "{", prom)
     for line in ("# TYPE uppercased_tcp_connections_rejected_per_source_total counter",
                  "uppercased_tcp_connections_rejected_per_source_total 0",
-                 "# TYPE uppercased_udp_rate_limited_total counter",
-                 "uppercased_udp_rate_limited_total 0",
-                 "# TYPE uppercased_udp_loop_dropped_total counter",
-                 "uppercased_udp_loop_dropped_total 0",
+                 "# TYPE uppercased_udp_dropped_total counter",
+                 'uppercased_udp_dropped_total{reason="rate_limited"} 0',
+                 'uppercased_udp_dropped_total{reason="loop_dropped"} 0',
                  "# TYPE uppercased_limit_tcp_per_source gauge",
                  "uppercased_limit_tcp_per_source 64",
                  "uppercased_limit_udp_rate 100",

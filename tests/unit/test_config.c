@@ -143,6 +143,7 @@ START_TEST(test_defaults) {
         ck_assert_str_eq(c.control_path, path);
         ck_assert_uint_eq(c.control_mode, 0660);
         ck_assert_str_eq(c.control_group, "uppercased");
+        ck_assert_str_eq(c.control_admin_group, "uppercased-admin");
         ck_assert_int_eq(c.model, MODEL_EVENT);
         ck_assert_uint_eq(c.threads, 1);
         ck_assert_uint_eq(c.max_connections, 1024);
@@ -203,7 +204,7 @@ END_TEST
 START_TEST(test_shipped_complete) {
         static const char *const keys[] = {
                 "listen.tcp", "listen.udp", "listen.backlog",
-                "control.path", "control.mode", "control.group",
+                "control.path", "control.mode", "control.group", "control.admin_group",
                 "workers.model", "workers.threads", "workers.max_connections", "workers.max_workers",
                 "timeouts.idle", "timeouts.write", "timeouts.shutdown",
                 "log.clients", "log.rate", "log.burst",

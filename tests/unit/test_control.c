@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "control-proto.h"
@@ -111,7 +112,14 @@ static const struct {
         { "stats x",                   "wrong number of arguments for 'stats'" },
         { "connections all",           "wrong number of arguments for 'connections'" },
         { "reload now",                "wrong number of arguments for 'reload'" },
-        { "help me",                   "wrong number of arguments for 'help'" },
+        { "help me",                   "unknown command 'me', try 'help'" },
+        { "help stats now",            "wrong number of arguments for 'help'" },
+        { "kill",                      "wrong number of arguments for 'kill'" },
+        { "kill 1 2",                  "wrong number of arguments for 'kill'" },
+        { "kill -1",                   "invalid connection id '-1'" },
+        { "kill 99999999999999999999", "invalid connection id" },
+        { "reset now",                 "wrong number of arguments for 'reset'" },
+        { "timeout idle -5",           "invalid timeout value '-5': a duration cannot be negative" },
         { "timeout idle 1 2",          "too many arguments" },
         { "timeout idle 1 2 3 4",      "too many arguments" },
         { "timeout bogus",             "unknown timeout 'bogus'" },
@@ -223,7 +231,11 @@ START_TEST(test_names) {
                 struct control_request req;
                 char err[ERR_MAX];
 
-                ck_assert_int_eq(parse(control_command_name(c), &req, err), 0);
+                char line[64];
+
+                snprintf(line, sizeof(line), "%s%s", control_command_name(c),
+                         control_commands[c].min_args ? " 1" : "");
+                ck_assert_int_eq(parse(line, &req, err), 0);
                 ck_assert_int_eq(req.command, c);
         }
 }

@@ -31,6 +31,7 @@ static const char stats_reply[] =
         "pid 4242\n"
         "model event\n"
         "uptime_seconds 11525.3\n"
+        "start_time_seconds 1796184000.5\n"
         "tcp.active 3\n"
         "tcp.accepted 10\n"
         "tcp.rejected 3\n"
@@ -121,8 +122,10 @@ static const struct {
         { "connections", "connections", 1 },
         { "t",           "timeout",     1 },
         { "time",        "timeout",     1 },
-        { "r",           NULL,          2 },
-        { "re",          NULL,          2 },
+        { "r",           NULL,          3 },
+        { "re",          NULL,          3 },
+        { "res",         "reset",       1 },
+        { "k",           "kill",        1 },
         { "rel",         "reload",      1 },
         { "rea",         "ready",       1 },
         { "d",           "drain",       1 },
@@ -176,9 +179,13 @@ START_TEST(test_command_table) {
                 ck_assert_uint_le(c->info->min_args, c->info->max_args);
                 ck_assert(c->info->help[0]);
                 /* Every command sent to the daemon is one it knows. */
-                if (!c->local)
-                        ck_assert_msg(control_parse(name, strlen(name), &req, err, sizeof(err)) == 0,
+                if (!c->local) {
+                        char line[64];
+
+                        snprintf(line, sizeof(line), "%s%s", name, c->info->min_args ? " 1" : "");
+                        ck_assert_msg(control_parse(line, strlen(line), &req, err, sizeof(err)) == 0,
                                       "%s: %s", name, err);
+                }
         }
 }
 END_TEST
@@ -235,11 +242,113 @@ START_TEST(test_argv_requests) {
         ck_assert_int_eq(o.action, CTL_ACTION_VERSION);
         ck_assert_int_eq(parse_args(&o, err, "help", NULL), 0);
         ck_assert(o.command->local);
+        ck_assert_ptr_null(o.topic);
+        ck_assert_int_eq(parse_args(&o, err, "help", "k", NULL), 0);
+        ck_assert_ptr_eq(o.topic, &ctl_commands[CONTROL_KILL]);
+        ck_assert_int_eq(parse_args(&o, err, "kill", "12", NULL), 0);
+        ck_assert_str_eq(o.request, "kill 12");
+        ck_assert_int_eq(parse_args(&o, err, "res", NULL), 0);
+        ck_assert_str_eq(o.request, "reset");
+        ck_assert_int_eq(parse_args(&o, err, "-i", "2", "-c", "3", "stats", NULL), 0);
+        ck_assert_uint_eq(o.interval_usec, 2000000);
+        ck_assert_uint_eq(o.count, 3);
+        ck_assert_int_eq(parse_args(&o, err, "stats", "--interval=250ms", NULL), 0);
+        ck_assert_uint_eq(o.interval_usec, 250000);
+        ck_assert_uint_eq(o.count, 0);
+        /* "-5" is an argument; the socket path stays as given. */
+        ck_assert_int_eq(parse_args(&o, err, "-s", "/s", "timeout", "idle", "-5", NULL), -EINVAL);
+        ck_assert_str_eq(o.socket, "/s");
+}
+END_TEST
+
+/* help COMMAND: the usage, the description, who may run it. */
+START_TEST(test_usage_command) {
+        struct textbuf out;
+
+        textbuf_init(&out, CTL_OUTPUT_MAX);
+        ck_assert_int_eq(ctl_usage_command(&ctl_commands[CONTROL_KILL], &out), 0);
+        ck_assert(strncmp(out.data, "Usage: uppercasectl [OPTIONS] kill ID\n\nclose connection ID", 58) == 0);
+        ck_assert_ptr_nonnull(strstr(out.data, "needs root or group uppercased-admin"));
+        textbuf_free(&out);
+        textbuf_init(&out, CTL_OUTPUT_MAX);
+        ck_assert_int_eq(ctl_usage_command(&ctl_commands[CONTROL_TIMEOUT], &out), 0);
+        ck_assert_ptr_nonnull(strstr(out.data, "Usage: uppercasectl [OPTIONS] timeout [NAME [VALUE]]\n"));
+        ck_assert_ptr_nonnull(strstr(out.data, "setting a VALUE needs root or group uppercased-admin"));
+        textbuf_free(&out);
+        textbuf_init(&out, CTL_OUTPUT_MAX);
+        ck_assert_int_eq(ctl_usage_command(&ctl_commands[CONTROL_STATS], &out), 0);
+        ck_assert_ptr_nonnull(strstr(out.data, "reads only: needs group uppercased"));
+        ck_assert_ptr_nonnull(strstr(out.data, "-i SECONDS"));
+        textbuf_free(&out);
+}
+END_TEST
+
+/* -i: counters get their rate since the last round, by the daemon's
+ * clock; gauges and settings do not; a counter reset counts from 0. */
+START_TEST(test_human_stats_rates) {
+        static const char before[] = "uptime_seconds 10\ntcp.active 5\ntcp.accepted 100\ntcp.bytes_in 1000\n"
+                                     "tcp.closed_killed 4\ntimeouts.idle 300\nlimits.udp_rate 100\nOK\n";
+        static const char after[] = "uptime_seconds 12\ntcp.active 9\ntcp.accepted 150\ntcp.bytes_in 3000\n"
+                                    "tcp.closed_killed 1\ntimeouts.idle 300\nlimits.udp_rate 100\nOK\n";
+        struct ctl_reply a, b;
+        struct textbuf out;
+
+        reply_parse(before, &a);
+        reply_parse(after, &b);
+        textbuf_init(&out, CTL_OUTPUT_MAX);
+        ck_assert_int_eq(ctl_human_stats_rates(&b, &a, &out), 0);
+        ck_assert_str_eq(out.data, "uppercased ?, pid ?, ? model, up 12s\n"
+                                   "\n"
+                                   "TCP\n"
+                                   "  active connections      9\n"
+                                   "  accepted              150                   25.0/s\n"
+                                   "  received             3000 B  (2.9 KiB)    1000.0/s\n"
+                                   "  closed (killed)         1                    0.5/s\n"
+                                   "\n"
+                                   "Timeouts\n"
+                                   "  idle                  300 s\n"
+                                   "\n"
+                                   "Limits\n"
+                                   "  UDP rate per source   100 /s\n");
+        textbuf_free(&out);
+        /* The first round: no rates. */
+        textbuf_init(&out, CTL_OUTPUT_MAX);
+        ck_assert_int_eq(ctl_human_stats_rates(&b, NULL, &out), 0);
+        ck_assert_ptr_null(strstr(out.data, ".0/s\n"));
+        textbuf_free(&out);
+        ck_assert(ctl_stat_is_counter("tcp.closed_eof"));
+        ck_assert(ctl_stat_is_counter("proxy.refused_timeout"));
+        ck_assert(!ctl_stat_is_counter("tcp.active"));
+        ck_assert(!ctl_stat_is_counter("proxy.timeout"));
+        ck_assert(!ctl_stat_is_counter("limits.udp_burst"));
+        ctl_reply_free(&a);
+        ctl_reply_free(&b);
+}
+END_TEST
+
+START_TEST(test_human_kill_reset) {
+        int e;
+
+        ck_assert_str_eq(render_ok(ctl_human_kill, "killed 12\nOK\n"),
+                         "connection 12 killed: it closes once the replies it owes are sent\n");
+        render(ctl_human_kill, "OK\n", &e);
+        ck_assert_int_eq(e, -EBADMSG);
+        ck_assert_str_eq(render_ok(ctl_json_fields, "killed 12\nOK\n"), "{\"killed\":12}\n");
+        ck_assert_str_eq(render_ok(ctl_human_reset, "OK\n"), "counters reset\n");
+        ck_assert_str_eq(render_ok(ctl_json_reset, "OK\n"), "{\"reset\":true}\n");
+        /* Connections of protocol 1 (age, idle) still show. */
+        ck_assert_ptr_nonnull(strstr(render_ok(ctl_human_connections,
+                                               "connection id=3 peer=1.2.3.4:5 age=2.5 idle=1 bytes_in=1 "
+                                               "bytes_out=1 worker=0\nOK\n"), "2.5s  1.0s"));
+        ck_assert_ptr_nonnull(strstr(render_ok(ctl_human_connections,
+                                               "connection id=3 peer=1.2.3.4:5 age_seconds=2.5 idle_seconds=1 "
+                                               "bytes_in=1 bytes_out=1 worker=0 age=2.5 idle=1\nOK\n"),
+                                     "2.5s  1.0s"));
 }
 END_TEST
 
 static const struct {
-        const char *args[5];
+        const char *args[6];
         const char *message;
 } argv_errors[] = {
         { { NULL },                                   "missing command" },
@@ -259,6 +368,21 @@ static const struct {
         { { "--bogus", "stats", NULL },               "unrecognized option '--bogus'" },
         { { "stats", "-s", NULL },                    "option '-s' requires an argument" },
         { { "-s", "", "stats", NULL },                "empty socket path" },
+        /* A negative value is the argument's error, not an unknown option. */
+        { { "timeout", "idle", "-5", NULL },          "invalid timeout value '-5': a duration cannot be negative" },
+        { { "timeout", "idle", "-5s", NULL },         "invalid timeout value '-5s': a duration cannot be negative" },
+        { { "kill", "-3", NULL },                     "invalid connection id '-3'" },
+        { { "kill", NULL },                           "'kill' needs at least 1 arguments" },
+        { { "help", "bogus", NULL },                  "unknown command 'bogus'" },
+        { { "help", "re", NULL },                     "ambiguous command 're'" },
+        { { "-i", "0", "stats", NULL },               "invalid interval '0'" },
+        { { "-i", "-1", "stats", NULL },              "invalid interval '-1'" },
+        { { "-i", "x", "stats", NULL },               "invalid interval 'x'" },
+        { { "-i", "1", "status", NULL },              "works with 'stats' only, not 'status'" },
+        { { "-i", "1", "-j", "stats", NULL },         "redraws the human output only" },
+        { { "-i", "1", "--prometheus", "stats", NULL }, "redraws the human output only" },
+        { { "-c", "2", "stats", NULL },               "-c/--count goes with -i/--interval" },
+        { { "-i", "1", "-c", "0", "stats", NULL },    "invalid count '0'" },
 };
 
 START_TEST(test_argv_errors) {
@@ -482,6 +606,7 @@ START_TEST(test_json_stats) {
 
         ck_assert_str_eq(json,
                          "{\"version\":\"0.1.0\",\"pid\":4242,\"model\":\"event\",\"uptime_seconds\":11525.3,"
+                         "\"start_time_seconds\":1796184000.5,"
                          "\"tcp\":{\"active\":3,\"accepted\":10,\"rejected\":3,\"rejected_per_source\":2,"
                          "\"closed_eof\":5,\"closed_idle\":2,\"bytes_in\":1536,\"bytes_out\":100},"
                          "\"udp\":{\"datagrams\":7,\"bytes_in\":70,\"bytes_out\":3145728,\"truncated\":1,"
@@ -641,16 +766,19 @@ START_TEST(test_prometheus_stats) {
                 "# TYPE uppercased_tcp_connections_closed_total counter\n"
                 "uppercased_tcp_connections_closed_total{reason=\"eof\"} 5\n"
                 "uppercased_tcp_connections_closed_total{reason=\"idle\"} 2\n",
-                "uppercased_tcp_bytes_received_total 1536\n",
-                "uppercased_tcp_bytes_sent_total 100\n",
+                "uppercased_tcp_received_bytes_total 1536\n",
+                "uppercased_tcp_sent_bytes_total 100\n",
                 "uppercased_udp_datagrams_total 7\n",
-                "uppercased_udp_bytes_sent_total 3145728\n",
+                "uppercased_udp_sent_bytes_total 3145728\n",
                 "uppercased_udp_truncated_total 1\n",
                 "uppercased_tcp_connections_rejected_total 3\n",
                 "# TYPE uppercased_tcp_connections_rejected_per_source_total counter\n"
                 "uppercased_tcp_connections_rejected_per_source_total 2\n",
-                "# TYPE uppercased_udp_rate_limited_total counter\nuppercased_udp_rate_limited_total 12\n",
-                "# TYPE uppercased_udp_loop_dropped_total counter\nuppercased_udp_loop_dropped_total 1\n",
+                /* One metric, the reason in a label. */
+                "# TYPE uppercased_udp_dropped_total counter\n"
+                "uppercased_udp_dropped_total{reason=\"rate_limited\"} 12\n"
+                "uppercased_udp_dropped_total{reason=\"loop_dropped\"} 1\n",
+                "# TYPE uppercased_start_time_seconds gauge\nuppercased_start_time_seconds 1796184000.5\n",
                 "# TYPE uppercased_limit_tcp_per_source gauge\nuppercased_limit_tcp_per_source 64\n",
                 "# TYPE uppercased_limit_udp_rate gauge\nuppercased_limit_udp_rate 100\n",
                 "# TYPE uppercased_limit_udp_burst gauge\nuppercased_limit_udp_burst 200\n",
@@ -668,6 +796,11 @@ START_TEST(test_prometheus_stats) {
         /* Every HELP once per family. */
         ck_assert_ptr_null(strstr(strstr(text, "# HELP uppercased_timeout_seconds") + 1,
                                   "# HELP uppercased_timeout_seconds"));
+        ck_assert_ptr_null(strstr(strstr(text, "# HELP uppercased_udp_dropped_total") + 1,
+                                  "# HELP uppercased_udp_dropped_total"));
+        /* Units before _total (Prometheus's naming): no "_bytes_received". */
+        ck_assert_ptr_null(strstr(text, "_bytes_received"));
+        ck_assert_ptr_null(strstr(text, "_bytes_sent"));
         assert_prometheus_valid(text);
         free(text);
 }
@@ -1101,6 +1234,7 @@ Suite *ctl_suite(void) {
         tcase_add_test(tc, test_argv_requests);
         tcase_add_test(tc, test_argv_errors);
         tcase_add_test(tc, test_argv_long_request);
+        tcase_add_test(tc, test_usage_command);
         suite_add_tcase(s, tc);
 
         tcase_add_test(tr, test_reply_complete);
@@ -1127,6 +1261,8 @@ Suite *ctl_suite(void) {
         tcase_add_test(to, test_human_status);
         tcase_add_test(to, test_human_stats);
         tcase_add_test(to, test_human_connections);
+        tcase_add_test(to, test_human_stats_rates);
+        tcase_add_test(to, test_human_kill_reset);
         suite_add_tcase(s, to);
 
         tcase_add_test(tk, test_call_errors);
