@@ -79,14 +79,14 @@ def test_uppercasectl_options():
 
 @pytest.fixture
 def grown_ctl():
-    """An uppercasectl whose help has grown a command, "kill ID": a wrapper
+    """An uppercasectl whose help has grown a command, "frob ID": a wrapper
     that adds it to the real help and passes everything else on."""
     d = tempfile.mkdtemp(prefix="upc-compl-", dir="/tmp")
     path = os.path.join(d, "uppercasectl")
     with open(path, "w") as f:
         f.write('#!/bin/sh\n'
                 'if [ "$1" = --help ]; then\n'
-                '    %s --help | sed "/^  help /i\\\\\n  kill ID                 close one connection after its replies"\n'
+                '    %s --help | sed "/^  help /i\\\\\n  frob ID                 a command the completion has never seen"\n'
                 '    exit 0\n'
                 'fi\n'
                 'exec %s "$@"\n' % (os.path.join(BUILD, "uppercasectl"), os.path.join(BUILD, "uppercasectl")))
@@ -96,8 +96,11 @@ def grown_ctl():
 
 
 def test_new_command_and_connection_ids(grown_ctl, daemon_factory):
-    assert "kill" in complete("uppercasectl", "", path=grown_ctl)
-    assert complete("uppercasectl", "ki", path=grown_ctl) == ["kill"]
+    """A command the help lists is completed, and so are the ids of its ID
+    argument, whatever the command."""
+    assert "frob" in complete("uppercasectl", "", path=grown_ctl)
+    assert complete("uppercasectl", "fr", path=grown_ctl) == ["frob"]
+    assert complete("uppercasectl", "ki") == ["kill"]
     d = daemon_factory()
     # No daemon reachable: no id, no error.
     assert complete("uppercasectl", "-s", d.dir + "/nothing.sock", "kill", "", path=grown_ctl) == []
@@ -106,7 +109,8 @@ def test_new_command_and_connection_ids(grown_ctl, daemon_factory):
         for s in socks:
             s.sendall(b"x")
             assert s.recv(1) == b"X"
-        ids = complete("uppercasectl", "-s", d.control, "kill", "", path=grown_ctl)
+        ids = complete("uppercasectl", "-s", d.control, "frob", "", path=grown_ctl)
+        assert complete("uppercasectl", "-s", d.control, "kill", "") == ids
         out = subprocess.run([os.path.join(BUILD, "uppercasectl"), "-s", d.control, "connections"],
                              capture_output=True, text=True).stdout
         listed = [line.split()[0] for line in out.splitlines()[1:]]
