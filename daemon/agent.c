@@ -11,6 +11,19 @@
 #include "log.h"
 #include "oneshot.h"
 
+/* Answered checks whose peer may still send (agent-send): read until its
+ * EOF, AGENT_LINGER_USEC at most, so that the close is no reset.  At most
+ * AGENT_LINGER_MAX at once; past it a check is closed after a last read. */
+#define AGENT_LINGER_MAX 64
+#define AGENT_LINGER_USEC USEC_PER_SEC
+
+struct agent_linger {
+        struct agent *agent;
+        int fd;
+        sd_event_source *io, *timer;
+        struct agent_linger *prev, *next;
+};
+
 struct agent {
         const struct agent_daemon *daemon;
         sd_event *event;
@@ -18,22 +31,86 @@ struct agent {
         size_t n;
         sd_event_source *resume;
         uint64_t pause_warned;
+        struct agent_linger *lingering;
+        unsigned n_lingering;
 };
 
 const char *agent_answer(bool draining) {
         return draining ? "drain\n" : "up ready\n";
 }
 
-/* One check: the answer, then the close.  Input HAProxy sent (agent-send)
- * is read first, so that the close is a FIN, not a reset that could
- * destroy the answer on its way. */
+static void linger_end(struct agent_linger *l) {
+        struct agent *a = l->agent;
+
+        if (l->prev)
+                l->prev->next = l->next;
+        else
+                a->lingering = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        a->n_lingering--;
+        sd_event_source_disable_unref(l->io);
+        sd_event_source_disable_unref(l->timer);
+        close(l->fd);
+        free(l);
+}
+
+/* Reads what the peer sent; true when it is done sending (EOF, error). */
+static bool agent_discard_input(int fd) {
+        char discard[512];
+        ssize_t n;
+
+        do
+                n = recv(fd, discard, sizeof(discard), MSG_DONTWAIT);
+        while (n > 0);
+        return n == 0 || (errno != EAGAIN && errno != EINTR);
+}
+
+static int linger_on_input(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        if (agent_discard_input(fd))
+                linger_end(userdata);
+        return 0;
+}
+
+static int linger_on_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
+        linger_end(userdata);
+        return 0;
+}
+
+/* The answer is sent and our side shut: fd is closed once its peer is
+ * done sending, or at once when it is already, or when too many linger. */
+static void agent_linger(struct agent *a, int fd) {
+        struct agent_linger *l;
+
+        if (agent_discard_input(fd) || a->n_lingering >= AGENT_LINGER_MAX || !(l = calloc(1, sizeof(*l)))) {
+                close(fd);
+                return;
+        }
+        *l = (struct agent_linger) { .agent = a, .fd = fd, .next = a->lingering };
+        if (sd_event_add_io(a->event, &l->io, fd, EPOLLIN, linger_on_input, l) < 0 ||
+            sd_event_add_time_relative(a->event, &l->timer, CLOCK_MONOTONIC, AGENT_LINGER_USEC, 0,
+                                       linger_on_timeout, l) < 0) {
+                sd_event_source_disable_unref(l->io);
+                free(l);
+                close(fd);
+                return;
+        }
+        if (a->lingering)
+                a->lingering->prev = l;
+        a->lingering = l;
+        a->n_lingering++;
+}
+
+/* One check: the answer, then the close.  Input HAProxy sent (agent-send),
+ * before or after the answer, is read: a close with input unread would be
+ * a reset, which can destroy the answer on its way. */
 static void agent_answer_one(struct agent *a, int fd) {
         const char *answer = agent_answer(a->daemon->draining(a->daemon->userdata));
-        char discard[512];
 
-        (void) recv(fd, discard, sizeof(discard), MSG_DONTWAIT);
+        (void) agent_discard_input(fd);
         (void) send(fd, answer, strlen(answer), MSG_DONTWAIT | MSG_NOSIGNAL);
-        close(fd);
+        (void) shutdown(fd, SHUT_WR);
+        agent_linger(a, fd);
         COUNTER_ADD(a->daemon->shared, agent_checks, 1);
 }
 
@@ -108,5 +185,7 @@ void agent_free(struct agent *a) {
         for (size_t i = 0; i < a->n; i++)
                 sd_event_source_disable_unref(a->src[i]);
         sd_event_source_disable_unref(a->resume);
+        while (a->lingering)
+                linger_end(a->lingering);
         free(a);
 }

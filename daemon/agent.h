@@ -4,9 +4,10 @@
 /* HAProxy's agent-check (HAProxy's configuration manual, "agent-check"):
  * on every connection to an agent listener the daemon writes one line,
  * whether the balancer may send it new connections, and closes.  It runs
- * on the main loop in every worker model, reads nothing it waits for and
- * keeps nothing per client: the answer is a few bytes, which any socket
- * buffer takes at once. */
+ * on the main loop in every worker model and waits for nothing before it
+ * answers: the answer is a few bytes, which any socket buffer takes at
+ * once.  Then it reads what the balancer still sends until its EOF (a
+ * second at most, 64 checks at once), so that the close is no reset. */
 
 #include <stdbool.h>
 #include <stddef.h>

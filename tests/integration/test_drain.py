@@ -36,11 +36,12 @@ NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_e
 DRAIN_MODELS = ["event", "thread", "process"]
 
 
-def agent_ask(port, send=b"", timeout=SOCK_TIMEOUT):
+def agent_ask(port, send=b"", timeout=SOCK_TIMEOUT, late=0):
     """One agent-check, as HAProxy makes it: connect, maybe send its
-    agent-send string, read to EOF."""
+    agent-send string (late seconds after the connect), read to EOF."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
+        time.sleep(late)
         if send:
             s.sendall(send)
         data, how = recv_until_eof(s, timeout=timeout)
@@ -125,6 +126,28 @@ def test_drain_and_ready(daemon_factory, model):
     assert ctl_ok(d, "ready").startswith("Already ready:")
     assert agent_ask(agent_port) == b"up ready\n"
     assert ctl_json(d, "stats")["draining"] is False
+
+
+def test_agent_send_after_the_answer(daemon_factory):
+    """HAProxy's agent-send string may come after the daemon answered, or
+    be longer than one read: the daemon reads all of it before it closes,
+    so the close is a FIN after the answer, never a reset that could
+    destroy the answer on its way."""
+    agent_port = free_port()
+    d = daemon_factory(agent=["127.0.0.1:%d" % agent_port])
+    long = b"backend/srv1 " * 400 + b"\n"
+    assert agent_ask(agent_port, send=b"backend/srv1\n", late=0.05) == b"up ready\n"
+    # All of it there before the daemon looks: frozen while it comes.
+    d.send_signal(signal.SIGSTOP)
+    try:
+        s = socket.create_connection(("127.0.0.1", agent_port), timeout=SOCK_TIMEOUT)
+        s.sendall(long)
+    finally:
+        d.send_signal(signal.SIGCONT)
+    data, how = recv_until_eof(s)
+    s.close()
+    assert (data, how) == (b"up ready\n", "eof")
+    assert ctl_json(d, "stats")["agent"]["checks"] == 2
 
 
 def test_restart_starts_ready(daemon_factory):
