@@ -703,6 +703,13 @@ static int validate_range(const struct config *c, const struct setting_def *d, c
         return 0;
 }
 
+static bool addr_listed(const struct addr *a, const struct addr *list, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (addr_equal(a, &list[i]))
+                        return true;
+        return false;
+}
+
 int config_check_proxy(const struct config *c, char *err, size_t errlen) {
         if (c->n_proxy_trusted == 0)
                 return errbuf_set(err, errlen, -EINVAL, "proxied listeners but proxy.trusted is empty: "
@@ -737,22 +744,15 @@ int config_validate(const struct config *c, char *err, size_t errlen) {
         }
         if (c->n_agent > CONFIG_MAX_LISTEN)
                 return errbuf_set(err, errlen, -EINVAL, "too many agent addresses, at most %d", CONFIG_MAX_LISTEN);
-        for (size_t i = 0; i < c->n_agent; i++)
-                for (size_t j = 0; j < c->n_tcp; j++)
-                        if (addr_equal(&c->agent[i], &c->tcp[j])) {
-                                char text[ADDR_TEXT_MAX];
+        for (size_t i = 0; i < c->n_agent; i++) {
+                const char *also = addr_listed(&c->agent[i], c->tcp, c->n_tcp) ? "a TCP" :
+                                   addr_listed(&c->agent[i], c->proxy_listen, c->n_proxy_listen) ? "a proxied" : NULL;
+                char text[ADDR_TEXT_MAX];
 
-                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a TCP listen "
-                                                  "address too", addr_format(&c->agent[i].sa, text));
-                        }
-        for (size_t i = 0; i < c->n_agent; i++)
-                for (size_t j = 0; j < c->n_proxy_listen; j++)
-                        if (addr_equal(&c->agent[i], &c->proxy_listen[j])) {
-                                char text[ADDR_TEXT_MAX];
-
-                                return errbuf_set(err, errlen, -EINVAL, "agent address %s is a proxied "
-                                                  "listen address too", addr_format(&c->agent[i].sa, text));
-                        }
+                if (also)
+                        return errbuf_set(err, errlen, -EINVAL, "agent address %s is %s listen address too",
+                                          addr_format(&c->agent[i].sa, text), also);
+        }
         if (!model_to_string(c->model)) {
                 return errbuf_set(err, errlen, -EINVAL, "invalid worker model %d", (int) c->model);
         }

@@ -77,27 +77,23 @@ void overrides_init(struct overrides *o) {
         o->model = -1;
 }
 
+/* A list given on the command line replaces the configured one. */
+static void override_addrs(struct addr *dst, size_t *n_dst, const struct addr *src, size_t n, bool given) {
+        if (!given)
+                return;
+        memcpy(dst, src, n * sizeof(*src));
+        *n_dst = n;
+}
+
 static void overrides_apply(const struct overrides *o, struct config *c) {
         if (o->model >= 0)
                 c->model = o->model;
         if (o->threads > 0)
                 c->threads = o->threads;
-        if (o->tcp_given) {
-                memcpy(c->tcp, o->tcp, sizeof(o->tcp));
-                c->n_tcp = o->n_tcp;
-        }
-        if (o->udp_given) {
-                memcpy(c->udp, o->udp, sizeof(o->udp));
-                c->n_udp = o->n_udp;
-        }
-        if (o->proxy_given) {
-                memcpy(c->proxy_listen, o->proxy, sizeof(o->proxy));
-                c->n_proxy_listen = o->n_proxy;
-        }
-        if (o->agent_given) {
-                memcpy(c->agent, o->agent, sizeof(o->agent));
-                c->n_agent = o->n_agent;
-        }
+        override_addrs(c->tcp, &c->n_tcp, o->tcp, o->n_tcp, o->tcp_given);
+        override_addrs(c->udp, &c->n_udp, o->udp, o->n_udp, o->udp_given);
+        override_addrs(c->proxy_listen, &c->n_proxy_listen, o->proxy, o->n_proxy, o->proxy_given);
+        override_addrs(c->agent, &c->n_agent, o->agent, o->n_agent, o->agent_given);
         if (o->control_path)
                 snprintf(c->control_path, sizeof(c->control_path), "%s", o->control_path);
 }
