@@ -69,14 +69,21 @@ static void ratelimit_refill(struct ratelimit *rl, uint64_t now_usec) {
                 rl->tokens_x1e6 += elapsed * rl->rate;
 }
 
-bool ratelimit_take(struct ratelimit *rl, uint64_t now_usec) {
+unsigned ratelimit_take_n(struct ratelimit *rl, unsigned n, uint64_t now_usec) {
+        uint64_t have;
+
         if (rl->rate == 0)
-                return true;
+                return n;
         ratelimit_refill(rl, now_usec);
-        if (rl->tokens_x1e6 < USEC_PER_SEC)
-                return false;
-        rl->tokens_x1e6 -= USEC_PER_SEC;
-        return true;
+        have = rl->tokens_x1e6 / USEC_PER_SEC;
+        if (have < n)
+                n = (unsigned) have;
+        rl->tokens_x1e6 -= (uint64_t) n * USEC_PER_SEC;
+        return n;
+}
+
+bool ratelimit_take(struct ratelimit *rl, uint64_t now_usec) {
+        return ratelimit_take_n(rl, 1, now_usec) == 1;
 }
 
 /* ---- setup ---- */
@@ -407,38 +414,39 @@ int log_client_fields(const struct client_event *ev, char fields[][LOG_FIELD_MAX
         return n;
 }
 
-/* Takes a token for one client entry, or counts it as suppressed. */
-static bool client_entry_admit(void) {
-        bool admit = false;
+unsigned log_client_admit(unsigned n) {
+        unsigned admitted = 0;
 
+        /* Entries below the log level are not wanted, not suppressed. */
+        if (n == 0 || !log_wanted(LOG_INFO))
+                return 0;
         pthread_mutex_lock(&client_lock);
         if (!client_enabled)
                 goto out;
-        admit = ratelimit_take(&client_rl, now_usec_monotonic());
-        if (admit)
-                goto out;
-        client_suppressed++;
-        if (client_shared)
-                COUNTER_ADD(client_shared, log_suppressed, 1);
+        admitted = ratelimit_take_n(&client_rl, n, now_usec_monotonic());
+        client_suppressed += n - admitted;
+        if (client_shared && admitted < n)
+                COUNTER_ADD(client_shared, log_suppressed, n - admitted);
 out:
         pthread_mutex_unlock(&client_lock);
-        return admit;
+        return admitted;
 }
 
-void log_client(const struct client_event *ev) {
+void log_client_admitted(const struct client_event *ev) {
         char fields[LOG_FIELDS_MAX][LOG_FIELD_MAX];
         struct iovec iov[LOG_FIELDS_MAX];
         int saved_errno = errno, n;
-
-        /* Entries below the log level are not wanted, not suppressed. */
-        if (!log_wanted(LOG_INFO) || !client_entry_admit())
-                return;
 
         n = log_client_fields(ev, fields);
         for (int i = 0; i < n; i++)
                 iov[i] = iov_string(fields[i]);
         log_emit(LOG_INFO, iov, (size_t) n);
         errno = saved_errno;
+}
+
+void log_client(const struct client_event *ev) {
+        if (log_client_admit(1) == 1)
+                log_client_admitted(ev);
 }
 
 void log_flush_suppressed(void) {

@@ -94,7 +94,15 @@ struct client_event {
         uint64_t proxy_timeout_usec;   /* CLIENT_PROXY_REFUSED, PROXY_REFUSED_TIMEOUT */
 };
 
+/* Logs a client event through the client log rate limit (log.clients:
+ * off, nothing; over the rate, counted as suppressed). */
 void log_client(const struct client_event *ev);
+
+/* The same in two steps, for a batch: takes tokens for up to n entries at
+ * once and returns how many may be logged (the others are counted as
+ * suppressed); each of those is then logged with log_client_admitted(). */
+unsigned log_client_admit(unsigned n);
+void log_client_admitted(const struct client_event *ev);
 
 
 /* Emits "suppressed N client log entries" when any were.  Called once a
@@ -117,3 +125,5 @@ struct ratelimit {
 };
 void ratelimit_init(struct ratelimit *rl, unsigned rate, unsigned burst, uint64_t now_usec);
 bool ratelimit_take(struct ratelimit *rl, uint64_t now_usec);
+/* Takes up to n tokens; returns how many it took. */
+unsigned ratelimit_take_n(struct ratelimit *rl, unsigned n, uint64_t now_usec);

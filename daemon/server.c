@@ -790,12 +790,10 @@ int server_run(const struct overrides *o, const struct config *c, const char *co
         return r < 0 ? 1 : 0;
 }
 
-static void on_kick(int sig) {
-        /* Only there to interrupt ppoll() in a blocking worker. */
-}
-
 int server_block_signals(void) {
-        struct sigaction kick = { .sa_handler = on_kick };
+        /* SA_RESTART: a kick interrupts only the waits that look for it
+         * (tcp-blocking.h), never a write to the journal. */
+        struct sigaction kick = { .sa_handler = worker_on_kick, .sa_flags = SA_RESTART };
         struct sigaction ignore = { .sa_handler = SIG_IGN };
         sigset_t mask;
 

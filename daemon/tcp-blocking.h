@@ -2,9 +2,11 @@
 #pragma once
 
 /* One TCP connection served with blocking waits, by a thread (thread model)
- * or a forked process (process model).  The wait is worker_wait(), which a
- * SIGUSR1 kick interrupts, so live timeout changes and the stop reach a
- * worker at once.  Does not log (a forked child must not). */
+ * or a forked process (process model).  Input is waited for in a blocking
+ * recv() with a receive timeout (the idle time left), other waits in
+ * worker_wait(); a SIGUSR1 kick (worker_on_kick()) ends either, so live
+ * timeout changes, kills and the stop reach a worker at once.  Does not log
+ * (a forked child must not). */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,8 +30,13 @@ void tcp_kick_all(struct shared *sh, bool threads);
 /* Sends SIGUSR1 to the worker of slot (uppercasectl kill). */
 void tcp_kick(struct conn_slot *slot, bool threads);
 
+/* The SIGUSR1 handler (installed with SA_RESTART by the server): wakes the
+ * blocking worker of the thread it runs in. */
+void worker_on_kick(int sig);
+
 /* Waits for events on fd for at most timeout_usec (UINT64_MAX: forever)
  * with SIGUSR1 unblocked, so that a kick interrupts it (the daemon blocks
- * SIGUSR1 in every thread and handles it with a no-op: server.c).  Returns
- * revents, 0 on timeout, -EINTR when kicked. */
+ * SIGUSR1 in every thread but those serving a connection).  Returns
+ * revents, 0 on timeout, -EINTR when kicked, now or since the connection's
+ * worker last called it. */
 int worker_wait(int fd, short events, uint64_t timeout_usec);

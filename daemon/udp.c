@@ -70,6 +70,7 @@ void udp_batch_free(struct udp_batch *b) {
 /* Sends out_msgs[0..n); a failed datagram is counted and skipped. */
 static void udp_send_batch(struct udp_batch *b, int fd, unsigned n) {
         unsigned done = 0;
+        uint64_t bytes = 0;
 
         while (done < n) {
                 int r = sendmmsg(fd, b->out_msgs + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -82,11 +83,14 @@ static void udp_send_batch(struct udp_batch *b, int fd, unsigned n) {
                         continue;
                 }
                 for (int i = 0; i < r; i++)
-                        COUNTER_ADD(b->shared, udp_bytes_out, b->out_msgs[done + i].msg_hdr.msg_iov->iov_len);
+                        bytes += b->out_msgs[done + i].msg_hdr.msg_iov->iov_len;
                 done += r;
         }
+        if (bytes)
+                COUNTER_ADD(b->shared, udp_bytes_out, bytes);
 }
 
+/* After log_client_admit(). */
 static void udp_log(const union sockaddr_union *peer, size_t in, size_t out) {
         struct client_event ev = {
                 .kind = CLIENT_UDP,
@@ -95,12 +99,14 @@ static void udp_log(const union sockaddr_union *peer, size_t in, size_t out) {
                 .bytes_out = out,
         };
 
-        log_client(&ev);
+        log_client_admitted(&ev);
 }
 
 /* Counted, and logged through the client log rate limit like every
- * datagram: a flood costs the journal no more than the limit. */
-static void udp_drop(struct shared *sh, const union sockaddr_union *peer, size_t in, enum udp_drop why) {
+ * datagram (logged: it was admitted): a flood costs the journal no more
+ * than the limit. */
+static void udp_drop(struct shared *sh, const union sockaddr_union *peer, size_t in, enum udp_drop why,
+                     bool logged) {
         struct client_event ev = {
                 .kind = CLIENT_UDP_DROPPED,
                 .peer = *peer,
@@ -112,7 +118,8 @@ static void udp_drop(struct shared *sh, const union sockaddr_union *peer, size_t
                 COUNTER_ADD(sh, udp_rate_limited, 1);
         else
                 COUNTER_ADD(sh, udp_loop_dropped, 1);
-        log_client(&ev);
+        if (logged)
+                log_client_admitted(&ev);
 }
 
 int udp_set_own_ports(struct shared *sh, const int *fds, size_t n) {
@@ -170,9 +177,9 @@ static void udp_filter(struct udp_batch *b, int n) {
 
 int udp_serve(struct udp_batch *b, int fd) {
         struct shared *sh = b->shared;
-        unsigned nout = 0;
+        unsigned nout = 0, logged;
         size_t off = 0;
-        uint64_t invalid = 0;
+        uint64_t invalid = 0, bytes_in = 0;
         int n;
 
         for (int i = 0; i < UDP_BATCH; i++)
@@ -182,13 +189,16 @@ int udp_serve(struct udp_batch *b, int fd) {
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 
         udp_filter(b, n);
+        /* One entry per datagram, answered or not: the first ones of the
+         * batch get the tokens there are. */
+        logged = log_client_admit((unsigned) n);
         for (int i = 0; i < n; i++) {
                 size_t len = b->in_msgs[i].msg_len, outlen;
                 uint8_t *out;
 
-                COUNTER_ADD(sh, udp_bytes_in, len);
+                bytes_in += len;
                 if (b->drop[i] != UDP_DROP_NONE) {
-                        udp_drop(sh, &b->peers[i], len, b->drop[i]);
+                        udp_drop(sh, &b->peers[i], len, b->drop[i], (unsigned) i < logged);
                         continue;
                 }
                 if (off + UPCASE_OUT_MAX(len) > UDP_ARENA) {
@@ -211,9 +221,11 @@ int udp_serve(struct udp_batch *b, int fd) {
                 };
                 nout++;
                 off += outlen;
-                udp_log(&b->peers[i], len, outlen);
+                if ((unsigned) i < logged)
+                        udp_log(&b->peers[i], len, outlen);
         }
         udp_send_batch(b, fd, nout);
+        COUNTER_ADD(sh, udp_bytes_in, bytes_in);
         COUNTER_ADD(sh, udp_datagrams, n);
         if (invalid)
                 COUNTER_ADD(sh, invalid_utf8, invalid);

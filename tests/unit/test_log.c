@@ -286,6 +286,43 @@ START_TEST(test_drops_rate_limited) {
 }
 END_TEST
 
+/* A batch takes its tokens at once: the first entries get them, the rest
+ * are counted as suppressed, as if they had come one by one. */
+START_TEST(test_client_admit_batch) {
+        struct client_event ev = event(CLIENT_UDP, AF_INET, "192.0.2.7");
+        struct capture c;
+        unsigned n;
+        char *out;
+
+        log_reset();
+        log_set_client_limits(true, 1, 3);
+        capture_start(&c);
+        n = log_client_admit(5);
+        ck_assert_uint_eq(n, 3);
+        for (unsigned i = 0; i < n; i++)
+                log_client_admitted(&ev);
+        ck_assert_uint_eq(log_client_admit(4), 0);
+        log_client(&ev);
+        log_flush_suppressed();
+        out = capture_end(&c);
+        ck_assert_str_eq(out,
+                         "udp datagram from 192.0.2.7 port 40512: 4 bytes in, 4 bytes out\n"
+                         "udp datagram from 192.0.2.7 port 40512: 4 bytes in, 4 bytes out\n"
+                         "udp datagram from 192.0.2.7 port 40512: 4 bytes in, 4 bytes out\n"
+                         "suppressed 7 client log entries\n");
+        free(out);
+        /* Off: nothing is logged, nothing suppressed. */
+        log_set_client_limits(false, 1, 3);
+        ck_assert_uint_eq(log_client_admit(5), 0);
+        capture_start(&c);
+        log_flush_suppressed();
+        out = capture_end(&c);
+        ck_assert_str_eq(out, "");
+        free(out);
+        log_reset();
+}
+END_TEST
+
 START_TEST(test_fields_tcp_close_ipv6) {
         struct client_event ev = event(CLIENT_TCP_CLOSE, AF_INET6, "2001:db8::1");
 
@@ -481,6 +518,22 @@ START_TEST(test_ratelimit_refill) {
         for (int i = 0; i < 3; i++)
                 ck_assert(ratelimit_take(&rl, UINT64_MAX));
         ck_assert(!ratelimit_take(&rl, UINT64_MAX));
+}
+END_TEST
+
+START_TEST(test_ratelimit_take_n) {
+        struct ratelimit rl;
+
+        ratelimit_init(&rl, 10, 5, 1000);
+        ck_assert_uint_eq(ratelimit_take_n(&rl, 3, 1000), 3);
+        ck_assert_uint_eq(ratelimit_take_n(&rl, 3, 1000), 2);
+        ck_assert_uint_eq(ratelimit_take_n(&rl, 3, 1000), 0);
+        /* 0.25 s: 2.5 tokens, two whole ones. */
+        ck_assert_uint_eq(ratelimit_take_n(&rl, 32, 1000 + 250000), 2);
+        ck_assert(!ratelimit_take(&rl, 1000 + 250000));
+        ck_assert(ratelimit_take(&rl, 1000 + 300000));
+        ratelimit_init(&rl, 0, 0, 0);
+        ck_assert_uint_eq(ratelimit_take_n(&rl, 32, 0), 32);
 }
 END_TEST
 
@@ -896,6 +949,7 @@ Suite *log_suite(void) {
         tcase_add_test(ratelimit, test_ratelimit_burst);
         tcase_add_test(ratelimit, test_ratelimit_refill);
         tcase_add_test(ratelimit, test_ratelimit_clock_behind);
+        tcase_add_test(ratelimit, test_ratelimit_take_n);
         tcase_add_test(ratelimit, test_ratelimit_unlimited);
         tcase_add_test(ratelimit, test_ratelimit_zero_burst);
         suite_add_tcase(s, ratelimit);
@@ -908,6 +962,7 @@ Suite *log_suite(void) {
         tcase_add_test(output, test_same_limits_do_not_refill);
         tcase_add_test(output, test_client_disabled);
         tcase_add_test(output, test_drops_rate_limited);
+        tcase_add_test(output, test_client_admit_batch);
         tcase_add_test(output, test_fork_child_has_no_pending_summary);
         tcase_add_test(output, test_threads_lines_intact);
         tcase_add_test(output, test_threads_rate_limited);
