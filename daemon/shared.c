@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -76,21 +77,27 @@ int shared_new(uint32_t nslots, struct shared **ret) {
         pthread_mutexattr_t attr;
         struct source_limits *limits;
         struct shared *sh;
-        int r;
+        int r, fd;
 
         r = limits_new(nslots, &limits);
         if (r < 0)
                 return r;
 
-        /* MAP_SHARED so forked workers write into the same counters;
-         * MAP_NORESERVE so unused slots cost neither RSS nor commit charge. */
-        sh = mmap(NULL, shared_size(nslots), PROT_READ | PROT_WRITE,
-                  MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        /* Shared so forked workers write into the same counters; a sparse
+         * memfd so unused slots cost neither RSS nor commit charge. */
+        fd = memfd_create("uppercased-shared", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t) shared_size(nslots)) < 0)
+                sh = MAP_FAILED;
+        else
+                sh = mmap(NULL, shared_size(nslots), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
         if (sh == MAP_FAILED) {
                 r = -errno;
+                if (fd >= 0)
+                        close(fd);
                 limits_free(limits);
                 return r;
         }
+        sh->memfd = fd;
 
         pthread_mutexattr_init(&attr);
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -112,7 +119,32 @@ void shared_free(struct shared *sh) {
         if (!sh)
                 return;
         limits_free(sh->limits);
+        close(sh->memfd);
         munmap(sh, shared_size(sh->nslots));
+}
+
+int shared_map(int fd, struct shared **ret) {
+        struct stat st;
+        struct shared *sh;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if ((size_t) st.st_size < sizeof(*sh))
+                return -EINVAL;
+        sh = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        if (sh == MAP_FAILED)
+                return -errno;
+        if ((size_t) st.st_size != shared_size(sh->nslots)) {
+                munmap(sh, (size_t) st.st_size);
+                return -EINVAL;
+        }
+        *ret = sh;
+        return 0;
+}
+
+void shared_unmap(struct shared *sh) {
+        if (sh)
+                munmap(sh, shared_size(sh->nslots));
 }
 
 static struct conn_slot *slot_pop(struct shared *sh) {
@@ -298,24 +330,6 @@ void conn_slot_release(struct shared *sh, struct conn_slot *slot) {
         slot_push(sh, slot);
         atomic_fetch_sub_explicit(&sh->tcp_active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&sh->lock);
-}
-
-void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
-                       uint64_t in, uint64_t out, uint64_t now_usec) {
-        /* Only the worker serving this connection writes its slot. */
-        if (in) {
-                atomic_store_explicit(&slot->bytes_in,
-                                      atomic_load_explicit(&slot->bytes_in, memory_order_relaxed) + in,
-                                      memory_order_relaxed);
-                COUNTER_ADD(sh, tcp_bytes_in, in);
-        }
-        if (out) {
-                atomic_store_explicit(&slot->bytes_out,
-                                      atomic_load_explicit(&slot->bytes_out, memory_order_relaxed) + out,
-                                      memory_order_relaxed);
-                COUNTER_ADD(sh, tcp_bytes_out, out);
-        }
-        atomic_store_explicit(&slot->last_active_usec, now_usec, memory_order_relaxed);
 }
 
 struct conn_slot *conn_slot_kill(struct shared *sh, uint64_t id, union sockaddr_union *peer) {

@@ -169,13 +169,23 @@ struct shared {
         uint32_t free_head;
         uint32_t high_water;             /* slots below this were used once */
         uint32_t nslots;
+        int memfd;                       /* the area's file in the daemon, for the fork helper */
         struct conn_slot slots[];
 };
 
 /* Maps the shared area with room for nslots connections.  Pages are only
- * touched as slots are used, so a large table costs nothing until then. */
+ * touched as slots are used, so a large table costs nothing until then.
+ * The area is a memfd (sh->memfd), so that a program the daemon starts
+ * (the process model's fork helper) can map it too. */
 int shared_new(uint32_t nslots, struct shared **ret);
 void shared_free(struct shared *sh);
+
+/* In another program: maps the area of the daemon's sh->memfd, passed as
+ * fd.  Only the counters, the live settings, the stop flags and the slots
+ * are for it (not limits, nor the table's lock or free list).  Undone by
+ * shared_unmap(). */
+int shared_map(int fd, struct shared **ret);
+void shared_unmap(struct shared *sh);
 
 /* Sets limits.exempt (n <= SHARED_EXEMPT_MAX), live. */
 void shared_set_exempt(struct shared *sh, const struct addr_prefix *list, size_t n);
@@ -220,9 +230,6 @@ static inline bool conn_slot_killed(const struct conn_slot *slot) {
  * proxy_waiting) nor the connections' own counts. */
 void shared_reset_counters(struct shared *sh);
 
-/* Records traffic on a connection (and the global TCP counters). */
-void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
-                       uint64_t in, uint64_t out, uint64_t now_usec);
 
 /* Whether the connections hold every descriptor the budget leaves them
  * (fdbudget.h): then accepting waits, as on EMFILE. */
@@ -238,5 +245,25 @@ static inline uint64_t shared_timeout(const struct shared *sh, enum timeout_id t
 
 #define COUNTER_ADD(sh, field, n) \
         atomic_fetch_add_explicit(&(sh)->c.field, (n), memory_order_relaxed)
+
+/* Records traffic on a connection (and the global TCP counters).  Inline:
+ * the fork helper's children call it without linking the table. */
+static inline void conn_slot_traffic(struct shared *sh, struct conn_slot *slot,
+                                     uint64_t in, uint64_t out, uint64_t now_usec) {
+        /* Only the worker serving this connection writes its slot. */
+        if (in) {
+                atomic_store_explicit(&slot->bytes_in,
+                                      atomic_load_explicit(&slot->bytes_in, memory_order_relaxed) + in,
+                                      memory_order_relaxed);
+                COUNTER_ADD(sh, tcp_bytes_in, in);
+        }
+        if (out) {
+                atomic_store_explicit(&slot->bytes_out,
+                                      atomic_load_explicit(&slot->bytes_out, memory_order_relaxed) + out,
+                                      memory_order_relaxed);
+                COUNTER_ADD(sh, tcp_bytes_out, out);
+        }
+        atomic_store_explicit(&slot->last_active_usec, now_usec, memory_order_relaxed);
+}
 
 const char *close_reason_to_string(enum close_reason r);

@@ -20,7 +20,7 @@ struct blocking_conn {
         int fd;
         bool eof;
         uint64_t rcvtimeo;      /* the socket's SO_RCVTIMEO as we last set it; UINT64_MAX: none */
-        struct handover *handover;      /* on stop, NULL: close */
+        const struct conn_store *handover;      /* on stop, NULL: close */
         uint64_t stop_at;       /* when this connection saw the stop; 0: not yet */
         enum close_reason reason;       /* once it ends */
         const uint8_t *unsent;  /* stopping: replies the peer has not taken */
@@ -128,7 +128,7 @@ static bool conn_store(struct blocking_conn *c) {
         kick_fd = -1;
         (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
         (void) ioctl(c->fd, FIONBIO, &one);
-        if (conn_hand_over(c->handover, c->slot, c->fd, &c->up, c->unsent, c->unsent_len) >= 0)
+        if (c->handover->put(c->handover->h, c->slot, c->fd, &c->up, c->unsent, c->unsent_len) >= 0)
                 return true;
         c->handover = NULL;
         return false;
@@ -354,7 +354,7 @@ static bool conn_resume_replies(struct blocking_conn *c, const struct resumed_co
 }
 
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
-                                     const struct resumed_conn *resume, struct handover *handover) {
+                                     const struct resumed_conn *resume, const struct conn_store *store) {
         struct blocking_conn *c = malloc(sizeof(*c));
         enum close_reason reason = CLOSE_ERROR;
         int one = 1;
@@ -366,7 +366,7 @@ enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, 
                 c->fd = fd;
                 c->eof = false;
                 c->rcvtimeo = 0;
-                c->handover = handover;
+                c->handover = store;
                 c->stop_at = 0;
                 c->reason = CLOSE_ERROR;
                 c->unsent = NULL;

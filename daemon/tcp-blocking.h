@@ -13,15 +13,25 @@
 
 #include "worker.h"
 
+/* Where a connection goes on stop instead of closing (the thread model's
+ * hand-over): put() is conn_hand_over(), on h.  A function given, not
+ * called by name, so that the fork helper, whose children never hand over,
+ * links without the store. */
+struct conn_store {
+        struct handover *h;
+        int (*put)(struct handover *h, const struct conn_slot *slot, int fd, const struct upcase *up,
+                   const uint8_t *pending, size_t pending_len);
+};
+
 /* Serves fd (non-blocking: all waiting is done in worker_wait()) until it
  * ends, and returns why, also stored in the slot.  Allocates the
  * connection's buffers; -ENOMEM closes it as an error.  resume: the state
- * of a connection the previous instance handed over, or NULL.  handover:
+ * of a connection the previous instance handed over, or NULL.  store:
  * where the connection goes on stop, or NULL to close it: then the result
  * is CLOSE_HANDOVER.  Either way the caller ends the connection
  * (conn_end()) and closes fd. */
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
-                                     const struct resumed_conn *resume, struct handover *handover);
+                                     const struct resumed_conn *resume, const struct conn_store *store);
 
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a
  * process id or, in the thread model, a thread id). */

@@ -31,7 +31,7 @@ struct worker {
         pthread_attr_t attr;
         struct acceptor acceptor;
         atomic_uint conn_threads;
-        struct handover *handover;      /* on stop, NULL: close connections */
+        struct conn_store store;        /* on stop; NULL store.h: close connections */
         size_t n_udp;
         struct udp_thread udp[];
 };
@@ -52,7 +52,7 @@ static void *conn_thread(void *userdata) {
 
         atomic_store(&tc->slot->pid, gettid());
         reason = tcp_serve_blocking(w->shared, tc->slot, tc->fd, tc->resumed ? &tc->resume : NULL,
-                                    w->handover);
+                                    w->store.h ? &w->store : NULL);
         close(tc->fd);
         conn_end(w->shared, tc->slot, reason);
         free(tc);
@@ -148,7 +148,7 @@ static int thread_start(const struct worker_env *env, struct worker **ret) {
                 return -ENOMEM;
         *ret = w;
         w->shared = env->shared;
-        w->handover = env->handover;
+        w->store = (struct conn_store) { .h = env->handover, .put = conn_hand_over };
         pthread_attr_init(&w->attr);
         pthread_attr_setstacksize(&w->attr, THREAD_STACK);
         pthread_attr_setdetachstate(&w->attr, PTHREAD_CREATE_DETACHED);
