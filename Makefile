@@ -7,6 +7,7 @@
 #                   check-asan, fuzz-replay, check-system, check-netns; each
 #                   builds what it runs)
 #   make bench      build the benchmark's programs (bench-build), run bench/run
+#   make bench-models  the three worker models compared, for students (< 2 min)
 #   make bench-netns  req/s direct, through HAProxy, nginx and DNAT (root)
 #   make fuzz       build the libFuzzer targets (fuzz-build), fuzz each
 #   make install    install the programs under $(DESTDIR)$(PREFIX)
@@ -240,18 +241,22 @@ clean:
 
 # bench/: the load generator and the reference echo servers (libc and
 # pthread only); "make bench" runs the whole matrix, bench/run (see
-# bench/README.md).  "make bench-build" builds what it runs, and the
-# transform micro-benchmark.
+# bench/README.md), "make bench-models" its comparison of the three worker
+# models (bench/run --models, docs/lab.md section 10).  "make bench-build"
+# builds what they run, and the transform micro-benchmark.
 $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 # The same echo on sd-event: what the event model's own epoll loop saves.
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
-.PHONY: bench bench-build bench-netns
+.PHONY: bench bench-build bench-models bench-netns
 bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
 bench: bench-build
 	@sh bench/install-deps
 	bench/run
+bench-models: bench-build
+	@sh bench/install-deps
+	bench/run --models
 # Requests per second direct to one instance, through HAProxy and through
 # nginx, side by side (the namespaces of check-netns; root).
 bench-netns: $(PROGRAMS) $(BUILD)/bench/uppercase-bench

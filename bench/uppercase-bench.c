@@ -9,7 +9,9 @@
  *
  * Modes:
  *   tcp      -c connections, each with -p requests in flight (pipelined);
- *            a new request goes out as soon as a reply is complete.
+ *            a new request goes out as soon as a reply is complete.  The
+ *            connections open first, at most MAX_OPENING at a time, each
+ *            answered once; then they all start and the warm-up begins.
  *   connect  -c concurrent slots: connect, send one request, read its reply,
  *            close; again.  Latency is counted from connect().
  *   udp      -c datagrams in flight over --sockets connected UDP sockets,
@@ -218,11 +220,22 @@ static struct {
         uint64_t total;         /* completed over the whole run */
         uint64_t wrong, resets, closed, connect, timeouts, lost, late;
         double window;          /* seconds */
+        /* tcp mode: seconds opening the connections; how many were served
+         * (had a reply) when the window started */
+        double ramp_s;
+        long serving_start;
         /* idle mode */
         long opened, open_end;
         long rss_before_kib, rss_held_kib;
         int rss_valid;
 } st;
+
+/* Connections opening at a time (tcp and idle: from connect() to the first
+ * reply): fewer than the server's listen backlog (128 by default), so that
+ * 1,000 connections opened at once do not overflow its accept queue, where
+ * the kernel drops a SYN or a handshake's last ACK and the client waits
+ * for a retransmission, a second or more. */
+#define MAX_OPENING 64
 
 static bool measuring;          /* inside the measured window */
 static bool issuing = true;     /* new requests may be sent */
@@ -492,9 +505,15 @@ static double timeout_s(void) {
         return o.mode == M_UDP ? 0.2 : 5.0;
 }
 
+/* tcp mode: connections before and after their first reply; while they
+ * open, one that has its first reply waits for the others. */
+static long tcp_opening, tcp_serving;
+static bool tcp_ramping = true;
+
 static void window_tick(uint64_t now) {
         if (!window_started && now >= t_measure) {
                 window_started = true;
+                st.serving_start = tcp_serving;
                 measuring = true;
                 t_win_start = now;
                 st.requests = st.bytes_in = st.bytes_out = 0;
@@ -537,11 +556,26 @@ static int wait_events(uint64_t now, uint64_t until) {
         return n;
 }
 
+/* -c connections need as many descriptors, and a few more. */
+static void raise_nofile(long want) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur != RLIM_INFINITY && (long) rl.rlim_cur < want) {
+                rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || (long) rl.rlim_max >= want) ? (rlim_t) want : rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || (long) rl.rlim_cur < want)
+                        fprintf(stderr, "uppercase-bench: RLIMIT_NOFILE is %ld, fewer than the %ld descriptors wanted\n",
+                                (long) rl.rlim_cur, want);
+        }
+}
+
 /* ========================================================== tcp (pipelined) */
 
 struct tconn {
         int fd, id;
         int state;              /* 0 closed, 1 connecting, 2 open */
+        bool fresh;             /* opening: connecting, or no reply yet (tcp_opening) */
         uint32_t events;
         uint64_t sent, done;
         size_t rx_off;
@@ -558,6 +592,11 @@ static unsigned variant_of(int id, uint64_t seq) {
 static void tconn_close(struct tconn *c, uint64_t now) {
         if (c->fd >= 0)
                 close(c->fd);
+        if (c->fresh)
+                tcp_opening--;
+        else if (c->state != 0)
+                tcp_serving--;
+        c->fresh = false;
         c->fd = -1;
         c->state = 0;
         c->sent = c->done = 0;
@@ -629,6 +668,8 @@ static void tconn_open(struct tconn *c, uint64_t now) {
         c->events = EPOLLOUT;
         ep_ctl(EPOLL_CTL_ADD, c->fd, EPOLLOUT, c);
         c->state = 1;
+        c->fresh = true;
+        tcp_opening++;
 }
 
 static void tconn_read(struct tconn *c, uint64_t now) {
@@ -685,27 +726,44 @@ static void tconn_read(struct tconn *c, uint64_t now) {
                 if ((size_t) n < sizeof(rbuf))
                         break;
         }
-        if (completed) {
+        if (completed && c->fresh) {
+                c->fresh = false;
+                tcp_opening--;
+                tcp_serving++;
+        }
+        if (completed && !tcp_ramping) {
                 tconn_fill(c, now);
                 tconn_flush(c, now);
         }
 }
 
 static void run_tcp(void) {
-        int n = o.conns;
+        int n = o.conns, next = 0;
         struct tconn *cs = xcalloc((size_t) n, sizeof(*cs));
         uint64_t now = now_ns(), last_scan = 0, drain_until = 0;
         uint64_t tmo = (uint64_t) (timeout_s() * 1e9);
+        /* The connections open while the server has nothing else to do (in
+         * the thread and process models, its accepting thread or process
+         * would otherwise compete for the CPU with every connection already
+         * served); the warm-up starts when all of them have had a reply,
+         * or after 10 s at most. */
+        uint64_t ramp_until = now + 10000000000ull;
+
+        raise_nofile((long) n + 64);
+        t_measure = t_end = UINT64_MAX;
 
         for (int i = 0; i < n; i++) {
                 cs[i].fd = -1;
                 cs[i].id = i;
                 cs[i].t_sent = xcalloc((size_t) o.pipeline, sizeof(uint64_t));
                 cs[i].tx = xmalloc((size_t) o.pipeline * S);
-                tconn_open(&cs[i], now);
         }
         for (;;) {
-                int k = wait_events(now, window_started ? t_end : t_measure);
+                int k;
+
+                while (next < n && issuing && tcp_opening < MAX_OPENING)
+                        tconn_open(&cs[next++], now);
+                k = wait_events(now, window_started ? t_end : t_measure);
 
                 now = now_ns();
                 window_tick(now);
@@ -731,6 +789,17 @@ static void run_tcp(void) {
                         if (c->state == 2 && (e & EPOLLOUT))
                                 tconn_flush(c, now);
                 }
+                if (tcp_ramping && (tcp_serving == n || (next == n && tcp_opening == 0) || now >= ramp_until)) {
+                        tcp_ramping = false;
+                        st.ramp_s = (double) (now - t_begin) / 1e9;
+                        t_measure = now + (uint64_t) (o.warmup * 1e9);
+                        t_end = t_measure + (uint64_t) (o.duration * 1e9);
+                        for (int i = 0; i < n; i++)
+                                if (cs[i].state == 2 && !cs[i].fresh) {
+                                        tconn_fill(&cs[i], now);
+                                        tconn_flush(&cs[i], now);
+                                }
+                }
                 if (window_ended && !drain_until)
                         drain_until = now + 2000000000ull;
                 if (now - last_scan >= 10000000ull || drain_until) {
@@ -740,7 +809,8 @@ static void run_tcp(void) {
                         for (int i = 0; i < n; i++) {
                                 struct tconn *c = &cs[i];
 
-                                if (c->state == 0 && issuing && now >= c->retry_at)
+                                if (c->state == 0 && i < next && issuing && now >= c->retry_at &&
+                                    tcp_opening < MAX_OPENING)
                                         tconn_open(c, now);
                                 else if (c->state != 0 && c->sent != c->done && now - c->progress_at > tmo) {
                                         st.timeouts += c->sent - c->done;
@@ -1532,22 +1602,9 @@ static void iconn_start(struct iconn *c, uint64_t now) {
                 iconn_io(c, now, EPOLLOUT);
 }
 
-static void idle_raise_nofile(long want) {
-        struct rlimit rl;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        if (rl.rlim_cur != RLIM_INFINITY && (long) rl.rlim_cur < want) {
-                rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || (long) rl.rlim_max >= want) ? (rlim_t) want : rl.rlim_max;
-                if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || (long) rl.rlim_cur < want)
-                        fprintf(stderr, "uppercase-bench: RLIMIT_NOFILE is %ld, fewer than the %ld descriptors wanted\n",
-                                (long) rl.rlim_cur, want);
-        }
-}
-
 /* Runs the loop until no connection is connecting or pinging, or until. */
 static void idle_settle(struct iconn *cs, int n, int *next, uint64_t until) {
-        const long max_inflight = 64;
+        const long max_inflight = MAX_OPENING;
         uint64_t now = now_ns(), last_scan = 0;
 
         for (;;) {
@@ -1591,7 +1648,7 @@ static void run_idle(void) {
         uint64_t now, hold_end, rss_at;
         bool rss_done = false;
 
-        idle_raise_nofile((long) n + 64);
+        raise_nofile((long) n + 64);
         for (int i = 0; i < n; i++) {
                 cs[i].fd = -1;
                 cs[i].v = (unsigned) i % NVARIANTS;
@@ -2001,7 +2058,7 @@ static void run_busy(void) {
 
         if (o.peer_read > sizeof(rbuf))
                 die("--peer-read at most %zu", sizeof(rbuf));
-        idle_raise_nofile((long) n + 64);
+        raise_nofile((long) n + 64);
         make_block();
         /* 1. the peers and the persistent probe connect while all is quiet. */
         for (int i = 0; i < n; i++) {
@@ -2128,6 +2185,9 @@ static void report(void) {
                                (int) o.server_pid, cpu_s, o.mode == M_STREAM ? "mib" : "req", cpu_per_req, cpu_util);
                 else
                         printf("\"server\":null,");
+                if (o.mode == M_TCP)
+                        printf("\"tcp\":{\"ramp_s\":%.3f,\"serving_at_start\":%ld},", st.ramp_s,
+                               st.serving_start);
                 if (o.mode == M_IDLE) {
                         printf("\"idle\":{\"wanted\":%d,\"opened\":%ld,\"open_end\":%ld,", o.conns, st.opened,
                                st.open_end);
@@ -2164,6 +2224,9 @@ static void report(void) {
         if (o.mode == M_TCP)
                 printf(", %d pipelined", o.pipeline);
         printf(", %zu-byte requests%s, %.2f s measured\n", S, o.echo ? " (echo)" : "", win);
+        if (o.mode == M_TCP)
+                printf("  opened            in %.3f s, %ld of %d served when the window started\n", st.ramp_s,
+                       st.serving_start, o.conns);
         if (o.mode == M_IDLE) {
                 printf("  open              %ld of %d held, %ld still answering at the end\n", st.opened, o.conns,
                        st.open_end);

@@ -2,10 +2,13 @@
 """Smoke test of the benchmark tools (bench/, built by `make all`): a short
 uppercase-bench run in every mode against the real daemon (event model),
 and against echo-ref with --echo.  Every reply is verified by the tool;
-here we check it found no error, did some work, and that --json parses."""
+here we check it found no error, did some work, and that --json parses.
+And bench/run --models (make bench-models) in a tiny form: every model at
+every number of connections, with figures."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ASAN, BUILD, Daemon, free_port
+from conftest import ASAN, BUILD, REPO, Daemon, free_port
 
 BENCH = os.path.join(BUILD, "bench", "uppercase-bench")
 ECHO = os.path.join(BUILD, "bench", "echo-ref")
@@ -79,6 +82,9 @@ def test_bench_mode_against_daemon(event_daemon, args):
         assert r["req_per_s"] > 0
         assert r["latency_us"]["p50"] > 0
         assert r["latency_us"]["p99"] >= r["latency_us"]["p50"]
+    if args[0] == "tcp":
+        # Every connection had its first reply before the warm-up began.
+        assert r["tcp"]["serving_at_start"] == 16, r["tcp"]
     if args[0] == "busy":
         b = r["busy"]
         assert b["peers_open"] == 50 and b["peers_open_end"] == 50, b
@@ -146,3 +152,51 @@ def test_bench_usage_error():
                        timeout=RUN_TIMEOUT)
     assert p.returncode == 2
     assert b"Usage" in p.stderr
+
+
+def test_bench_run_models(tmp_path):
+    """bench/run --models, 0.3 s a run: the three worker models at 1, 64 and
+    1,000 connections, each with requests/s, CPU per request and p99 above
+    zero and no error; every connection open before the measure; the
+    Markdown table printed and, where gnuplot is, the chart written."""
+    if ASAN:
+        pytest.skip("1,000 connections to the process model are 1,000 ASan processes; "
+                    "bench/run measures the release build")
+    out = tmp_path / "results"
+    p = subprocess.run([os.path.join(REPO, "bench", "run"), "--models", "--build", BUILD, "--out", str(out),
+                        "--duration", "0.3", "--warmup", "0.2", "--quiet-wait", "0", "--no-retry"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    stdout, stderr = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == 0, stderr
+    with open(out / "models.json") as f:
+        saved = json.load(f)
+    assert saved["meta"]["models"] is True and saved["meta"]["reps"] == 1
+    rows = saved["summary"]
+    got = sorted((r["server"], r["mode"]) for r in rows)
+    want = sorted((m, c) for m in ("ev1", "thread", "process") for c in ("tcp1", "tcp", "tcp1000"))
+    assert got == want, got
+    for r in rows:
+        what = "%s %s" % (r["label"], r["mode_label"])
+        assert r["failed"] == 0 and r["errors"] == 0 and r["wrong"] == 0, (what, r)
+        for key in ("req_per_s", "cpu", "p99"):
+            assert r[key] is not None and r[key] > 0, (what, key, r[key])
+    conns = {"tcp1": 1, "tcp": 64, "tcp1000": 1000}
+    for run in saved["runs"]:
+        res = run["result"]
+        assert res["connections"] == conns[run["mode"]], run["command"]
+        assert res["tcp"]["serving_at_start"] == res["connections"], (run["command"], res["tcp"])
+        assert run["other_cpu"] is not None
+        # The shipped configuration: only the control socket's group differs.
+        conf = [l for l in run["server_config"].splitlines() if l.strip() and not l.startswith("#")]
+        assert conf == ['control: { group = ""; };'], run["server_config"]
+        model = {"ev1": "event", "thread": "thread", "process": "process"}[run["server"]]
+        assert " -m %s -t 1 " % model in run["server_command"], run["server_command"]
+    # The table: one line per model and number of connections.
+    lines = [l for l in stdout.splitlines() if re.match(r"^\| (event -t1|thread|process) \| ", l)]
+    assert len(lines) == 9, stdout
+    assert "1 repetition" in stdout and "Other processes on the machine used" in stdout, stdout
+    png = out / "models.png"
+    if shutil.which("gnuplot"):
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 10000
