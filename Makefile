@@ -18,6 +18,7 @@
 VERSION    := $(shell cat VERSION)
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
+LIBEXECDIR ?= $(PREFIX)/libexec
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -54,7 +55,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 # INCLUDES: each directory's own, set per directory below.
 ALL_CPPFLAGS  = -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
-                -DSYSCONFDIR='"$(SYSCONFDIR)"' $(INCLUDES) $(FORTIFY) $(CPPFLAGS)
+                -DSYSCONFDIR='"$(SYSCONFDIR)"' -DLIBEXECDIR='"$(LIBEXECDIR)"' $(INCLUDES) $(FORTIFY) $(CPPFLAGS)
 ALL_CFLAGS   := -std=gnu11 -pthread $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  := -pthread $(LDFLAGS)
 
@@ -70,6 +71,7 @@ LIBCOMMON  := $(BUILD)/libcommon.a
 LIBDAEMON  := $(BUILD)/libuppercased.a
 LIBCTL     := $(BUILD)/libctl.a
 DAEMON     := $(BUILD)/uppercased
+FORKER     := $(BUILD)/uppercased-forker
 CTL        := $(BUILD)/uppercasectl
 CLIENT     := $(BUILD)/uppercase
 CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
@@ -78,7 +80,7 @@ UNIT       := $(BUILD)/unit-tests
 TOOLS      := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 SHIMS      := $(patsubst tests/shim/%.c,$(BUILD)/tests/%.so,$(wildcard tests/shim/*.c))
 
-PROGRAMS   := $(DAEMON) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
+PROGRAMS   := $(DAEMON) $(FORKER) $(CTL) $(if $(wildcard client/main.c),$(CLIENT))
 MANPAGES   := $(wildcard man/*.[1-8])
 
 # What check-integration runs besides the programs: tests/tools/
@@ -101,6 +103,7 @@ $(BUILD)/client/%.o: INCLUDES := -Icommon -Iclient
 $(BUILD)/client/edit.o: ALL_CFLAGS += $(EDIT_CFLAGS)
 $(BUILD)/tests/%.o:  INCLUDES := -Icommon -Idaemon -Ictl -Iclient
 $(BUILD)/bench/%.o:  INCLUDES := -Icommon -Idaemon
+$(BUILD)/forker/%.o: INCLUDES := -Icommon -Idaemon
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
 
 $(BUILD)/%.o: %.c
@@ -118,6 +121,11 @@ $(LIBCLIENT): $(call obj,$(CLIENT_LIB_SRC))
 
 $(DAEMON): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# The process model's fork helper: libc and what a worker runs, no
+# libsystemd (daemon/fork-helper.h says why).  -z now: symbols are bound
+# once, in the helper, not again by every forked worker.
+$(FORKER): $(call obj,forker/main.c) $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Wl,-z,now -o $@ $^
 $(CTL): $(call obj,ctl/main.c) $(LIBCTL) $(LIBCOMMON)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 $(CLIENT): $(call obj,client/main.c) $(LIBCLIENT) $(LIBCOMMON)
@@ -222,6 +230,8 @@ check-asan:
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/uppercased
 	install -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/uppercased
+	install -d $(DESTDIR)$(LIBEXECDIR)/uppercased
+	install -m 0755 $(FORKER) $(DESTDIR)$(LIBEXECDIR)/uppercased/uppercased-forker
 	install -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/uppercasectl
 	$(if $(wildcard client/main.c),install -m 0755 $(CLIENT) $(DESTDIR)$(BINDIR)/uppercase)
 	for m in $(MANPAGES); do \
@@ -250,7 +260,7 @@ $(BENCH_BIN): $(BUILD)/bench/%: $(BUILD)/bench/%.o
 $(BUILD)/bench/echo-sdevent: $(BUILD)/bench/echo-sdevent.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 .PHONY: bench bench-build bench-models bench-netns
-bench-build: $(DAEMON) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
+bench-build: $(DAEMON) $(FORKER) $(BENCH_BIN) $(BUILD)/bench/echo-sdevent $(TRANSFORM)
 bench: bench-build
 	@sh bench/install-deps
 	bench/run

@@ -15,7 +15,7 @@ static void acceptor_set(struct acceptor *a, bool on) {
 static int acceptor_on_resume(sd_event_source *es, uint64_t usec, void *userdata) {
         struct acceptor *a = userdata;
 
-        if (!a->stopped)
+        if (!a->stopped && !a->held)
                 acceptor_set(a, true);
         return 0;
 }
@@ -113,6 +113,12 @@ int acceptor_start(struct acceptor *a, sd_event *e, const int *fds, size_t n,
                         return r;
         }
         return n_proxied > 0 ? acceptor_watch_proxied(a) : 0;
+}
+
+void acceptor_hold(struct acceptor *a, bool hold) {
+        a->held = hold;
+        if (!a->stopped)
+                acceptor_set(a, !hold);
 }
 
 void acceptor_stop(struct acceptor *a) {

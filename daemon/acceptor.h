@@ -29,12 +29,16 @@ struct acceptor {
         sd_event_source *resume;
         uint64_t warned;                /* last "pausing accepts" warning */
         bool stopped;
+        bool held;                      /* acceptor_hold() */
 };
 
 /* Starts accepting from fds[0..n) and from the proxied listeners
  * proxied[0..n_proxied) (n + n_proxied <= ACCEPTOR_MAX) on e. */
 int acceptor_start(struct acceptor *a, sd_event *e, const int *fds, size_t n,
                    const int *proxied, size_t n_proxied, const struct conn_admission *adm);
+/* The model is busy (conn_admission.busy): accepting waits until it says
+ * it is not. */
+void acceptor_hold(struct acceptor *a, bool hold);
 /* No more accepting (the stop). */
 void acceptor_stop(struct acceptor *a);
 void acceptor_free(struct acceptor *a);

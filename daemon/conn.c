@@ -170,6 +170,8 @@ static void conn_proxied_done(void *userdata, const struct proxy_outcome *o) {
 
 void conn_proxied_run(const struct conn_admission *a, struct proxy_wait *w, uint64_t now) {
         proxy_wait_run(w, now, atomic_load(&a->shared->live.proxy_timeout_usec), conn_proxied_done, (void *) a);
+        if (a->batch_done)
+                a->batch_done(a->userdata);
 }
 
 uint64_t conn_proxied_deadline(const struct conn_admission *a, const struct proxy_wait *w) {
@@ -193,7 +195,7 @@ static void conn_wait_header(const struct conn_admission *a, struct proxy_wait *
         }
 }
 
-static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, int listen_fd) {
+static int accept_some(const struct conn_admission *a, struct proxy_wait *w, int listen_fd) {
         for (int i = 0; i < ACCEPT_BUDGET; i++) {
                 union sockaddr_union peer;
                 socklen_t len = sizeof(peer);
@@ -202,6 +204,8 @@ static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, in
 
                 if (shared_conn_fds_full(a->shared))
                         return ENOSPC;
+                if (a->busy && a->busy(a->userdata))
+                        return 0;
                 fd = accept4(listen_fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                         return accept_error_pauses(errno) ? errno : 0;
@@ -213,6 +217,14 @@ static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, in
                 conn_take(a, fd, &o);
         }
         return 0;
+}
+
+static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, int listen_fd) {
+        int r = accept_some(a, w, listen_fd);
+
+        if (a->batch_done)
+                a->batch_done(a->userdata);
+        return r;
 }
 
 int conn_accept(const struct conn_admission *a, int listen_fd) {

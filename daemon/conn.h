@@ -61,6 +61,11 @@ struct conn_admission {
         /* The model takes the connection over: fd, non-blocking, and its
          * slot, logged as opened. */
         void (*start)(void *userdata, int fd, struct conn_slot *slot);
+        /* The model takes no more connections for now: they wait in the
+         * listen backlog (NULL: never). */
+        bool (*busy)(void *userdata);
+        /* After each accept batch that started any (NULL: nothing to do). */
+        void (*batch_done)(void *userdata);
         void *userdata;
 };
 

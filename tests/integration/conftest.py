@@ -31,6 +31,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("UPPERCASED_BUILD") or os.path.join(REPO, "build")
 BINARY = os.path.join(BUILD, "uppercased")
 ASAN = os.environ.get("UPPERCASED_ASAN", "") not in ("", "0")
+# The process model's fork helper (daemon/fork-helper.h), and its workers'
+# argv[0].
+FORKER_NAME = b"uppercased-forker"
 ACTIVATE = os.path.join(HERE, "activate.py")
 
 READY_TIMEOUT = 10.0
@@ -257,8 +260,9 @@ class Daemon:
 
     def __init__(self, model="event", args=(), activate=False,
                  activate_names="tcp:udp:control", activate_proxy=False, avoid_ports=(),
-                 env_extra=None, wrapper=(), **config):
+                 env_extra=None, wrapper=(), binary=None, **config):
         self.model = model
+        self.binary = binary or BINARY  # another copy of the daemon
         self.args = list(args)
         self.wrapper = list(wrapper)    # e.g. valgrind and its options
         self.activate = activate
@@ -331,7 +335,7 @@ class Daemon:
         return ()
 
     def command(self):
-        cmd = self.wrapper + [BINARY, "-c", self.conf, "-m", self.model] + self.args
+        cmd = self.wrapper + [self.binary, "-c", self.conf, "-m", self.model] + self.args
         if self.activate:
             cmd = [sys.executable, ACTIVATE, "--port", str(self.activate_port),
                    "--control", self.activate_control,
@@ -490,19 +494,54 @@ class Daemon:
         return dict(reason=m.group(1), bytes_in=int(m.group(2)),
                     bytes_out=int(m.group(3)), seconds=float(m.group(4)), line=line)
 
-    def children(self):
+    @staticmethod
+    def _kids(pid):
         kids = set()
         try:
-            tasks = os.listdir("/proc/%d/task" % self.pid)
+            tasks = os.listdir("/proc/%d/task" % pid)
         except OSError:
-            return []
+            return kids
         for t in tasks:
             try:
-                with open("/proc/%d/task/%s/children" % (self.pid, t)) as f:
+                with open("/proc/%d/task/%s/children" % (pid, t)) as f:
                     kids.update(int(x) for x in f.read().split())
             except OSError:
                 pass
+        return kids
+
+    @staticmethod
+    def _argv0(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return os.path.basename(f.read().split(b"\0")[0])
+        except OSError:
+            return None
+
+    def fork_helper(self):
+        """The process model's fork helper (uppercased-forker), or None."""
+        for k in sorted(self._kids(self.pid)):
+            if self._argv0(k) == FORKER_NAME:
+                return k
+        return None
+
+    def children(self):
+        """The workers: the daemon's child processes, and the fork
+        helper's, not the helper itself (descendants() has it too)."""
+        kids = self._kids(self.pid)
+        helper = self.fork_helper()
+        if helper is not None:
+            kids.discard(helper)
+            kids |= self._kids(helper)
+            self.known_children.add(helper)
         self.known_children.update(kids)
+        return sorted(kids)
+
+    def descendants(self):
+        """Every process under the daemon: workers and the fork helper."""
+        kids = set(self.children())
+        helper = self.fork_helper()
+        if helper is not None:
+            kids.add(helper)
         return sorted(kids)
 
     @staticmethod
@@ -519,7 +558,7 @@ class Daemon:
     def rss_kib(self):
         total = self._vmrss(self.pid)
         if self.model == "process":
-            for c in self.children():
+            for c in self.descendants():
                 total += self._vmrss(c)
         return total
 
@@ -609,7 +648,7 @@ class Daemon:
                             cmd = f.read().split(b"\0")[0]
                     except OSError:
                         continue
-                    if os.path.basename(cmd) == b"uppercased" or cmd == BINARY.encode():
+                    if os.path.basename(cmd) in (b"uppercased", FORKER_NAME) or cmd == BINARY.encode():
                         try:
                             os.kill(c, signal.SIGKILL)
                         except ProcessLookupError:

@@ -64,7 +64,7 @@ def pss_kib(d):
     the processes sharing them (Pss): summing RSS would count the pages a
     forked child shares with its parent once per child."""
     total = 0
-    for pid in [d.pid] + d.children():
+    for pid in [d.pid] + d.descendants():
         try:
             with open("/proc/%d/smaps_rollup" % pid) as f:
                 total += sum(int(l.split()[1]) for l in f if l.startswith("Pss:"))

@@ -145,6 +145,7 @@ OUTPUTS = {
     "7 $ ps -T -o pid,spid,comm -p 19450": "test_several_clients_at_once[thread]",
     "7 $ uppercasectl connections #3": "test_several_clients_at_once[process]",
     "7 $ ps -o pid,ppid,comm --ppid 19520": "test_several_clients_at_once[process]",
+    "7 $ ps -o pid,ppid,comm --ppid 19521": "test_several_clients_at_once[process]",
     "8 $ grep -E '^ *(backlog|max_workers) =' /tmp/backlog.conf": "test_backlog",
     "8 $ ss -lnt 'sport = :12000'": "test_backlog",
     "8 $ uppercase localhost secondo; echo \"exit status $?\"": "test_backlog",
@@ -182,7 +183,7 @@ MASKS = [
     (re.compile(r"\b\d+\.\ds\b"), "#s"),                    # AGE, IDLE
     (re.compile(r"\b\dm\d+\.\d{3}s\b"), "#m#s"),            # time(1)
     (re.compile(r"^(PID:\s+)\d+$"), r"\1#"),
-    (re.compile(r"^\s*\d+\s+\d+\s+uppercased$"), "# # uppercased"),      # ps
+    (re.compile(r"^\s*\d+\s+\d+\s+uppercased(-fork)?$"), r"# # uppercased\1"),      # ps
     (re.compile(r"(\d B\s+)[1-9]\d*$"), r"\1#"),            # WORKER: a thread id, a PID
     (re.compile(r"\bprocess \d+\b"), "process #"),
 ]
@@ -256,7 +257,12 @@ class Lab:
         cmd = re.sub(r"\buppercasectl\b", "uppercasectl -s %s" % d.control, cmd)
         if d.proc is not None:
             cmd = re.sub(r"\bkill -(STOP|CONT) \d+", r"kill -\1 %d" % d.pid, cmd)
-            cmd = re.sub(r"(-p|--ppid) \d+$", r"\1 %d" % d.pid, cmd)
+            # In the guide 19521 is the process model's fork helper.
+            helper = d.fork_helper()
+            if helper is not None and re.search(r"--ppid 19521$", cmd):
+                cmd = re.sub(r"--ppid 19521$", "--ppid %d" % helper, cmd)
+            else:
+                cmd = re.sub(r"(-p|--ppid) \d+$", r"\1 %d" % d.pid, cmd)
 
         # uppercase [OPTIONS] [HOST [PORT]]: make the port explicit.
         def add_port(m):
@@ -615,6 +621,7 @@ def test_several_clients_at_once(guide, daemon_factory, lab, model):
             L.check(guide, 7, "ps -T -o pid,spid,comm -p 19450")
         elif model == "process":
             L.check(guide, 7, "ps -o pid,ppid,comm --ppid 19520")
+            L.check(guide, 7, "ps -o pid,ppid,comm --ppid 19521")
         B.say("secondo", "SECONDO")
         A.end(0)
         B.say("ancora qui", "ANCORA QUI")

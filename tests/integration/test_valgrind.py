@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The daemon under valgrind --leak-check=full for a short mixed run, in
-each worker model (forked workers included): no leak, no memory error."""
+each worker model (forked workers included, and the process model's fork
+helper, exec'd: --trace-children): no leak, no memory error."""
 import glob
 import os
 import shutil
@@ -42,7 +43,7 @@ def test_no_leaks_or_errors_under_valgrind(daemon_factory, model, tmp_path):
     m, args = model
     logs = str(tmp_path / "valgrind")
     d = daemon_factory(model=m, args=args, wrapper=[
-        VALGRIND, "--leak-check=full", "--show-leak-kinds=definite,indirect",
+        VALGRIND, "--trace-children=yes", "--leak-check=full", "--show-leak-kinds=definite,indirect",
         "--errors-for-leak-kinds=definite,indirect", "--log-file=%s.%%p" % logs])
     mixed_traffic(d)
     # A connection still open at the stop, and its reply in flight.

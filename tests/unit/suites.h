@@ -17,3 +17,4 @@ Suite *fds_suite(void);
 Suite *conn_suite(void);
 Suite *dispatch_suite(void);
 Suite *proxy_suite(void);
+Suite *fork_helper_suite(void);
