@@ -170,6 +170,48 @@ bool fork_helper_close(struct fork_helper *h, uint64_t deadline) {
         return exited;
 }
 
+/* ---- forking a worker: the helper, or the daemon without it ---- */
+
+/* In the worker: keep only the connection fd and stdio, and leave the stop
+ * to the daemon (a terminal's ^C reaches the whole process group). */
+static void fork_child_prepare(int fd) {
+        sigset_t mask;
+
+        if (fd > 3)
+                close_range(3, fd - 1, 0);
+        close_range(fd + 1, ~0U, 0);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
+}
+
+int fork_worker(struct children *t, struct shared *sh, struct conn_slot *slot, int fd,
+                const struct resumed_conn *resume) {
+        pid_t pid;
+        int r;
+
+        r = children_reserve(t);
+        if (r < 0)
+                return r;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                fork_child_prepare(fd);
+                atomic_store(&slot->pid, getpid());
+                /* Children do not hand over: see the server's set-up. */
+                tcp_serve_blocking(sh, slot, fd, resume, NULL);
+                _exit(EXIT_SUCCESS);
+        }
+        atomic_store(&slot->pid, pid);
+        children_add(t, pid, slot);
+        return pid;
+}
+
 /* ---- the helper's side ---- */
 
 struct helper {
@@ -231,42 +273,11 @@ static void helper_reap(struct helper *h) {
         }
 }
 
-void fork_child_prepare(int fd) {
-        sigset_t mask;
-
-        if (fd > 3)
-                close_range(3, fd - 1, 0);
-        close_range(fd + 1, ~0U, 0);
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        signal(SIGCHLD, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
-}
-
 static void helper_fork(struct helper *h, int fd, uint32_t index) {
-        struct conn_slot *slot = &h->sh->slots[index];
-        pid_t pid;
+        int r = fork_worker(&h->children, h->sh, &h->sh->slots[index], fd, NULL);
 
-        if (children_reserve(&h->children) < 0) {
-                helper_report(h, index, 0, 0, ENOMEM);
-                return;
-        }
-        pid = fork();
-        if (pid < 0) {
-                helper_report(h, index, 0, 0, errno);
-                return;
-        }
-        if (pid == 0) {
-                fork_child_prepare(fd);
-                atomic_store(&slot->pid, getpid());
-                tcp_serve_blocking(h->sh, slot, fd, NULL, NULL);
-                _exit(EXIT_SUCCESS);
-        }
-        atomic_store(&slot->pid, pid);
-        children_add(&h->children, pid, slot);
+        if (r < 0)
+                helper_report(h, index, 0, 0, -r);
 }
 
 /* Takes one batch of connections; what does not fit the protocol is

@@ -78,10 +78,13 @@ int fork_helper_read(const struct fork_helper *h, struct fork_report *ret);
  * it.  Returns whether it exited by itself. */
 bool fork_helper_close(struct fork_helper *h, uint64_t deadline);
 
-/* In a forked worker, the daemon's or the helper's: keeps only the
- * connection fd and stdio, and leaves the stop to the daemon (a terminal's
- * ^C reaches the whole process group). */
-void fork_child_prepare(int fd);
+/* Forks the worker of the connection fd of slot (resume: the state of a
+ * connection handed over, or NULL), recorded in t; the daemon's own
+ * children and the helper's alike.  Returns its pid, or -errno. */
+struct children;
+struct resumed_conn;
+int fork_worker(struct children *t, struct shared *sh, struct conn_slot *slot, int fd,
+                const struct resumed_conn *resume);
 
 /* The helper's side: serves the requests of sock on the area sh until the
  * daemon closes the socket and every child is reaped.  Returns 0, or

@@ -87,28 +87,6 @@ static int process_on_sigchld(sd_event_source *es, const struct signalfd_siginfo
         return 0;
 }
 
-static int child_spawn(struct worker *w, int fd, struct conn_slot *slot, const struct resumed_conn *resume) {
-        pid_t pid;
-        int r;
-
-        r = children_reserve(&w->children);
-        if (r < 0)
-                return r;
-        pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                fork_child_prepare(fd);
-                atomic_store(&slot->pid, getpid());
-                /* Children do not hand over: see the server's set-up. */
-                tcp_serve_blocking(w->shared, slot, fd, resume, NULL);
-                _exit(EXIT_SUCCESS);
-        }
-        atomic_store(&slot->pid, pid);
-        children_add(&w->children, pid, slot);
-        return 0;
-}
-
 static unsigned process_workers(void *userdata) {
         struct worker *w = userdata;
 
@@ -117,7 +95,7 @@ static unsigned process_workers(void *userdata) {
 
 static void process_spawn_conn(struct worker *w, int fd, struct conn_slot *slot,
                                const struct resumed_conn *resume) {
-        int r = child_spawn(w, fd, slot, resume);
+        int r = fork_worker(&w->children, w->shared, slot, fd, resume);
 
         /* The child has its own copy of the connection. */
         close(fd);

@@ -77,6 +77,16 @@ def free_port():
     raise RuntimeError("no free port found")
 
 
+def wait_for(cond, timeout=5.0):
+    """Polls cond() until it holds or timeout seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
 def recv_exact(sock, n, timeout=SOCK_TIMEOUT):
     """Reads exactly n bytes (or fails): returns what arrived, which may be
     shorter on EOF or when the overall timeout expires."""

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, FORKER_NAME, recv_exact, recv_until_eof
+from conftest import BUILD, FORKER_NAME, recv_exact, recv_until_eof, wait_for
 from test_control import ctl_json, stats
 
 
@@ -28,15 +28,6 @@ def ppid(pid):
 def mapped_libraries(pid):
     with open("/proc/%d/maps" % pid) as f:
         return {os.path.basename(l.split()[-1]) for l in f if ".so" in l}
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def session(d, text=b"ciao\n"):

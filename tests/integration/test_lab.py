@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, REPO, free_port
+from conftest import BUILD, REPO, free_port, wait_for
 from test_client import Terminal
 
 GUIDE_PATH = os.path.join(REPO, "docs", "lab.md")
@@ -360,15 +360,6 @@ def group_exists(name):
         return True
     except KeyError:
         return False
-
-
-def wait_for(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def wait_log_lines(lab, mark, n, timeout=5.0):
