@@ -121,7 +121,10 @@ void acceptor_hold(struct acceptor *a, bool hold) {
                 acceptor_set(a, !hold);
 }
 
-void acceptor_stop(struct acceptor *a) {
+void acceptor_stop(struct acceptor *a, bool shut) {
+        for (size_t i = 0; i < a->n; i++)
+                conn_accept_last(&a->admission, i >= a->n_direct ? &a->proxy : NULL,
+                                 sd_event_source_get_io_fd(a->src[i]), shut);
         a->stopped = true;
         acceptor_set(a, false);
         /* Not clients yet: their balancer tries another instance. */

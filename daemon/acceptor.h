@@ -39,6 +39,7 @@ int acceptor_start(struct acceptor *a, sd_event *e, const int *fds, size_t n,
 /* The model is busy (conn_admission.busy): accepting waits until it says
  * it is not. */
 void acceptor_hold(struct acceptor *a, bool hold);
-/* No more accepting (the stop). */
-void acceptor_stop(struct acceptor *a);
+/* No more accepting (the stop): a last accept, and with shut the
+ * listeners shut (conn_accept_last()). */
+void acceptor_stop(struct acceptor *a, bool shut);
 void acceptor_free(struct acceptor *a);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -225,6 +226,19 @@ static int accept_batch(const struct conn_admission *a, struct proxy_wait *w, in
         if (a->batch_done)
                 a->batch_done(a->userdata);
         return r;
+}
+
+void conn_accept_last(const struct conn_admission *a, struct proxy_wait *w, int listen_fd, bool shut) {
+        struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+
+        /* Bounded: a backlog refilled as fast as it is taken ends too. */
+        for (int i = 0; i < ACCEPT_LAST_BATCHES; i++)
+                if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN) || accept_batch(a, w, listen_fd) != 0)
+                        break;
+        if (shut)
+                (void) shutdown(listen_fd, SHUT_RD);
+        if (w)
+                conn_proxied_run(a, w, now_usec_monotonic());
 }
 
 int conn_accept(const struct conn_admission *a, int listen_fd) {

@@ -32,6 +32,7 @@
 /* Policy every model applies the same way. */
 #define CONN_READ_MAX (16 * 1024)                       /* bytes per read */
 #define ACCEPT_BUDGET 16                                /* accepts per wake-up */
+#define ACCEPT_LAST_BATCHES 64                          /* conn_accept_last(): batches at most */
 /* accept() out of descriptors or memory: retrying at once would spin. */
 #define ACCEPT_PAUSE_USEC (100 * USEC_PER_MSEC)
 /* ...and a shortage may last: warn once in this long. */
@@ -68,6 +69,16 @@ struct conn_admission {
         void (*batch_done)(void *userdata);
         void *userdata;
 };
+
+/* The stop, on listen_fd: what completed its handshake before it is taken
+ * and served (it drains like every connection: a shutdown would reset it,
+ * after its client, or its balancer, sent a request), then, with shut (a
+ * listener the daemon bound), shutdown(2) refuses the next ones at once.
+ * w: the waiting set of a proxied listener (NULL: a direct one), run once
+ * after, so that a connection whose header is in is admitted; the caller
+ * then drops the others (proxy_wait_done()): no client yet, their balancer
+ * tries another instance. */
+void conn_accept_last(const struct conn_admission *a, struct proxy_wait *w, int listen_fd, bool shut);
 
 /* Takes up to ACCEPT_BUDGET connections from the non-blocking listen_fd.
  * Returns 0, or the errno for which accepting must pause a moment

@@ -206,15 +206,6 @@ int listen_bind(struct listeners *l, const struct config *c, char *what, size_t 
         return r;
 }
 
-void listeners_stop_accepting(const struct listeners *l) {
-        if (l->activated)
-                return;
-        for (size_t i = 0; i < l->n_tcp; i++)
-                (void) shutdown(l->tcp[i], SHUT_RD);
-        for (size_t i = 0; i < l->n_proxy; i++)
-                (void) shutdown(l->proxy[i], SHUT_RD);
-}
-
 void listeners_close(struct listeners *l) {
         for (size_t i = 0; i < l->n_tcp; i++)
                 close(l->tcp[i]);

@@ -57,12 +57,6 @@ int listen_activated(struct listeners *l, char *what, size_t len);
  * address in *what. */
 int listen_bind(struct listeners *l, const struct config *c, char *what, size_t len);
 
-/* On stop: the TCP and proxied listeners the daemon bound stop taking
- * connections (shutdown(2); their descriptors stay, so no thread can
- * accept on a number reused meanwhile): a new client is refused at once
- * rather than queued, then reset at exit.  Sockets systemd passed are left
- * alone: they queue for the next instance. */
-void listeners_stop_accepting(const struct listeners *l);
 
 void listeners_close(struct listeners *l);
 

@@ -421,7 +421,6 @@ static void server_stop(struct server *s, const char *why) {
         log_msg_id(LOG_INFO, LOG_ID_STOPPING, "%s, stopping: finishing %u connection(s)", why,
                    atomic_load(&s->shared->tcp_active));
         s->ops->stop(s->worker);
-        listeners_stop_accepting(&s->listeners);
         server_update_status(s);
         r = sd_event_add_time(s->event, NULL, CLOCK_MONOTONIC, now, 0, server_on_drain_tick, s);
         if (r < 0) {
@@ -643,6 +642,7 @@ static int server_start_model(struct server *s) {
                 .n_resumed = s->n_resumed,
                 .event = s->event,
                 .threads = s->config.threads,
+                .shut_listeners = !s->listeners.activated,
         };
         int r = s->ops->start(&env, &s->worker);
 

@@ -123,6 +123,7 @@ struct loop {
         struct conn_admission admission;
         struct watch accept[2 * WATCHES_MAX];   /* direct and proxied listeners */
         size_t n_accept;
+        bool shut_listeners;                    /* worker_env */
         struct proxy_wait proxy;        /* epfd -1: no proxied listener */
         struct watch proxy_watch;
         struct watch udp_watch[WATCHES_MAX];
@@ -609,10 +610,15 @@ static void loop_close_all(struct loop *l, enum close_reason reason) {
 static void loop_stop(struct loop *l) {
         struct conn *c;
 
+        /* Before anything stops: what the backlog holds is taken, and
+         * drains below like the rest. */
+        for (size_t i = 0; i < l->n_accept; i++)
+                conn_accept_last(&l->admission, l->accept[i].kind == WATCH_ACCEPT_PROXIED ? &l->proxy : NULL,
+                                 l->accept[i].fd, l->shut_listeners);
         l->stopping = true;
         l->stop_at = l->now;
         /* Out of the set, not just unwatched: a listener shut on stop
-         * (listen.h) reports EPOLLHUP whatever it is watched for. */
+         * (conn_accept_last()) reports EPOLLHUP whatever it is watched for. */
         for (size_t i = 0; i < l->n_accept; i++)
                 (void) epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->accept[i].fd, NULL);
         /* Not clients yet: their balancer tries another instance. */
@@ -803,6 +809,7 @@ static int loop_new(const struct worker_env *env, struct loop **ret) {
                 TAILQ_INIT(&l->queues[q]);
         TAILQ_INIT(&l->dead);
         l->admission = (struct conn_admission) { .shared = env->shared, .start = loop_start_conn, .userdata = l };
+        l->shut_listeners = env->shut_listeners;
         atomic_store(&l->heartbeat, l->now);
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         l->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

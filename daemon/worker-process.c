@@ -30,6 +30,7 @@
 struct worker {
         struct shared *shared;
         struct acceptor acceptor;
+        bool shut_listeners;            /* worker_env */
         sd_event_source *udp_src[ACCEPTOR_MAX];
         size_t n_udp;
         struct udp_batch *udp;
@@ -303,6 +304,7 @@ static int process_start(const struct worker_env *env, struct worker **ret) {
                 return -ENOMEM;
         *ret = w;
         w->shared = env->shared;
+        w->shut_listeners = env->shut_listeners;
         adm.userdata = w;
         r = udp_batch_new(env->shared, &w->udp);
         if (r < 0)
@@ -341,7 +343,7 @@ static void process_timeouts_changed(struct worker *w) {
 
 static void process_stop(struct worker *w) {
         w->stopping = true;
-        acceptor_stop(&w->acceptor);
+        acceptor_stop(&w->acceptor, w->shut_listeners);
         for (size_t i = 0; i < w->n_udp; i++)
                 sd_event_source_set_enabled(w->udp_src[i], SD_EVENT_OFF);
         atomic_store(&w->shared->stopping, true);

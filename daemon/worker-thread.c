@@ -30,6 +30,7 @@ struct worker {
         struct shared *shared;
         pthread_attr_t attr;
         struct acceptor acceptor;
+        bool shut_listeners;            /* worker_env */
         atomic_uint conn_threads;
         struct conn_store store;        /* on stop; NULL store.h: close connections */
         size_t n_udp;
@@ -148,6 +149,7 @@ static int thread_start(const struct worker_env *env, struct worker **ret) {
                 return -ENOMEM;
         *ret = w;
         w->shared = env->shared;
+        w->shut_listeners = env->shut_listeners;
         w->store = (struct conn_store) { .h = env->handover, .put = conn_hand_over };
         pthread_attr_init(&w->attr);
         pthread_attr_setstacksize(&w->attr, THREAD_STACK);
@@ -188,7 +190,7 @@ static void thread_timeouts_changed(struct worker *w) {
 }
 
 static void thread_stop(struct worker *w) {
-        acceptor_stop(&w->acceptor);
+        acceptor_stop(&w->acceptor, w->shut_listeners);
         atomic_store(&w->shared->stopping, true);
         thread_kick_all(w);
 }

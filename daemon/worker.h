@@ -70,6 +70,10 @@ struct worker_env {
         size_t n_resumed;
         sd_event *event;                  /* the main loop: signals, control; thread and process models accept here */
         unsigned threads;                 /* -t: event loops (event), UDP threads per socket (thread) */
+        /* On stop, after a last accept (conn_accept_last()), shut the tcp
+         * and proxy listeners: the daemon bound them.  Sockets systemd
+         * passed are left alone: they queue for the next instance. */
+        bool shut_listeners;
 };
 
 struct worker;                            /* a model's own state */

@@ -293,6 +293,35 @@ def test_stop_refuses_new_connections(daemon_factory, model):
     s.close()
 
 
+@pytest.mark.parametrize("listener", ["direct", "proxied"])
+def test_stop_serves_the_backlog(daemon_factory, model, listener):
+    """Connections the kernel completed before the stop, waiting in the
+    listen backlog with their request sent (a balancer forwards at once,
+    and cannot send elsewhere what it has forwarded), are taken and
+    answered, not reset when the listener is shut.  The daemon is stopped
+    (SIGSTOP) while they queue, so that they are in the backlog when it
+    sees the SIGTERM."""
+    from test_proxy import proxied, v2
+
+    d = proxied(model, daemon_factory) if listener == "proxied" else make(daemon_factory, model)
+    port = d.proxy_port if listener == "proxied" else d.port
+    queued = []
+    d.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(8):
+            q = socket.create_connection(("127.0.0.1", port), timeout=5)
+            head = v2("192.0.2.%d" % (i + 1), 40000 + i) if listener == "proxied" else b""
+            q.sendall(head + b"in coda %d\n" % i)
+            queued.append(q)
+        d.send_signal(signal.SIGTERM)
+    finally:
+        d.send_signal(signal.SIGCONT)
+    for i, q in enumerate(queued):
+        assert recv_exact(q, 10) == b"IN CODA %d\n" % i, i
+        q.close()
+    assert d.stop(sig=0, timeout=10) == 0, d.log()
+
+
 def test_stop_keeps_passed_sockets_listening(daemon_factory):
     """Socket activated, the listening socket is systemd's: it keeps
     queuing, for the next instance (a restart)."""
