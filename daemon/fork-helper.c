@@ -143,14 +143,14 @@ int fork_helper_read(const struct fork_helper *h, struct fork_report *ret) {
         }
 }
 
-bool fork_helper_close(struct fork_helper *h, uint64_t deadline) {
+void fork_helper_close(struct fork_helper *h, uint64_t deadline) {
         bool exited = false;
 
         if (h->sock >= 0)
                 close(h->sock);
         h->sock = -1;
         if (h->pid <= 0)
-                return true;
+                return;
         for (;;) {
                 pid_t r = waitpid(h->pid, NULL, WNOHANG);
 
@@ -167,7 +167,6 @@ bool fork_helper_close(struct fork_helper *h, uint64_t deadline) {
                 waitpid(h->pid, NULL, 0);
         }
         h->pid = 0;
-        return exited;
 }
 
 /* ---- forking a worker: the helper, or the daemon without it ---- */

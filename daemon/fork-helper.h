@@ -75,8 +75,8 @@ int fork_helper_read(const struct fork_helper *h, struct fork_report *ret);
 
 /* Closes the helper's socket (it reaps its children and exits) and waits
  * until deadline (CLOCK_MONOTONIC, µs) at most for it to exit, then kills
- * it.  Returns whether it exited by itself. */
-bool fork_helper_close(struct fork_helper *h, uint64_t deadline);
+ * it. */
+void fork_helper_close(struct fork_helper *h, uint64_t deadline);
 
 /* Forks the worker of the connection fd of slot (resume: the state of a
  * connection handed over, or NULL), recorded in t; the daemon's own

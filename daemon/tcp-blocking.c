@@ -4,7 +4,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -284,9 +283,8 @@ static void conn_drain(struct blocking_conn *c) {
  * has would end it too late, or a kick or an expiry (c->rcvtimeo == 0)
  * changed it: while requests keep coming, never. */
 static int conn_arm_rcvtimeo(struct blocking_conn *c, uint64_t left) {
-        struct timeval tv = { 0, 0 };
-
         bool late = left == UINT64_MAX ? c->rcvtimeo != UINT64_MAX : c->rcvtimeo > left + RCVTIMEO_SLACK_USEC;
+        struct timeval tv = { 0, 0 };
 
         if (!kick_rcvtimeo && c->rcvtimeo != 0 && !late)
                 return 0;
