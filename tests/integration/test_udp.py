@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, recv_exact, upper
+from conftest import SOCK_TIMEOUT, free_port, recv_exact, upper
+from test_control import stats
 
 UDP_MAX = 65507
 
@@ -132,3 +133,31 @@ def test_udp_unreachable_peer_not_fatal(daemon):
     time.sleep(0.2)
     assert daemon.running()
     assert daemon.udp_exchange(b"vivo") == b"VIVO"
+
+
+def test_udp_bursts_answered_datagram_by_datagram(daemon_factory, model):
+    """A client that sends a burst before reading (the replies of a run to
+    one peer leave as one GSO send): one reply per datagram, each its own
+    datagram, for IPv4 and IPv6 clients of a dual-stack socket; sizes end
+    runs, and 1500 bytes is past a GSO segment."""
+    m, args = model
+    port = free_port()
+    d = daemon_factory(model=m, args=args, start=False, udp=["[::]:%d" % port])
+    d.port = port
+    d.start(retry_in_use=False)
+    sizes = [16] * 40 + [9, 16, 16, 0, 16, 1500, 1500, 1500, 7]
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(SOCK_TIMEOUT)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.connect((host, d.port))
+            sent = [(b"burst %d " % i + b"x" * n)[:n] for i, n in enumerate(sizes)]
+            for data in sent:
+                s.send(data)
+            got = [s.recv(65536) for _ in sent]
+            # In order from one reader; with -t2, two loops read the socket.
+            assert sorted(got) == sorted(data.upper() for data in sent), family
+    udp = stats(d)["udp"]
+    assert udp["datagrams"] == 2 * len(sizes)
+    assert udp["bytes_out"] == 2 * sum(sizes)
+    assert udp["send_errors"] == 0

@@ -22,6 +22,7 @@ int main(void) {
         srunner_add_suite(sr, dispatch_suite());
         srunner_add_suite(sr, proxy_suite());
         srunner_add_suite(sr, fork_helper_suite());
+        srunner_add_suite(sr, udp_suite());
         srunner_run_all(sr, CK_NORMAL);
         int failed = srunner_ntests_failed(sr);
         srunner_free(sr);

@@ -18,3 +18,4 @@ Suite *conn_suite(void);
 Suite *dispatch_suite(void);
 Suite *proxy_suite(void);
 Suite *fork_helper_suite(void);
+Suite *udp_suite(void);
