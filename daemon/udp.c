@@ -25,10 +25,10 @@ _Static_assert(UDP_BATCH <= 256, "out_peer holds a batch index");
 
 /* Replies of the same size to the same peer leave as one UDP GSO send
  * (UDP_SEGMENT): the kernel routes and builds them once and cuts them into
- * the same datagrams.  A segment is at most UDP_GSO_SEGMENT_MAX bytes, so
- * that it fits the IPv6 minimum MTU and a GSO send is never refused for its
- * size; a run is at most the kernel's oldest segment count and an IP
- * packet's payload. */
+ * the same datagrams.  A segment is at most UDP_GSO_SEGMENT_MAX bytes: it
+ * fits any path of IPv6's minimum MTU (1,280), so a route refuses a GSO send
+ * for its size hardly ever (udp_send_each() then takes over).  A run is at
+ * most the oldest kernels' segment count and an IP packet's payload. */
 #define UDP_GSO_SEGMENT_MAX 1200
 #define UDP_GSO_SEGMENTS_MAX 64
 #define UDP_GSO_BYTES_MAX 65000
