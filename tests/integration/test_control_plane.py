@@ -114,7 +114,7 @@ def test_unread_connection_lists(daemon_factory, model):
     five; the thread and process models accept on the main loop, which
     serves the control socket too).  The worst of the five only has to stay
     under 250 ms: a locked-out accept would take seconds, while a 2-vCPU
-    VM's scheduling puts one in twenty or so past 50 ms, old code and new
+    VM's scheduling puts a few in a hundred past 50 ms, old code and new
     (bench/run --busy measures the p99)."""
     conns = 5000
     raise_nofile(conns + 512)
