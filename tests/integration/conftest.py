@@ -534,6 +534,13 @@ class Daemon:
                 return k
         return None
 
+    def wait_fork_helper(self, timeout=5.0):
+        """The fork helper, looked for until it shows: a single read of
+        /proc's children lists once missed it in CI."""
+        assert wait_for(lambda: self.fork_helper() is not None, timeout), \
+            "no %s under the daemon: %s" % (FORKER_NAME.decode(), self.log())
+        return self.fork_helper()
+
     def children(self):
         """The workers: the daemon's child processes, and the fork
         helper's, not the helper itself (descendants() has it too)."""

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, FORKER_NAME, recv_exact, recv_until_eof, wait_for
+from conftest import BUILD, recv_exact, recv_until_eof, wait_for
 from test_control import ctl_json, stats
 
 
@@ -45,8 +45,7 @@ def test_workers_are_forked_by_the_lean_helper(daemon_factory):
     d = daemon_factory(model="process")
     sessions = [session(d) for _ in range(3)]
     try:
-        helper = d.fork_helper()
-        assert helper is not None, "no %s under the daemon" % FORKER_NAME.decode()
+        helper = d.wait_fork_helper()
         assert ppid(helper) == d.pid
         workers = d.children()
         assert len(workers) == 3, workers
@@ -90,7 +89,7 @@ def test_a_killed_worker_ends_its_connection_only(daemon_factory):
 def test_helper_killed_its_connections_close_new_ones_served(daemon_factory):
     d = daemon_factory(model="process")
     a = session(d)
-    helper = d.fork_helper()
+    helper = d.wait_fork_helper()
     os.kill(helper, signal.SIGKILL)
     d.wait_log("The fork helper (PID %d) exited; its 1 connections are closed" % helper)
     assert recv_until_eof(a)[0] == b""
@@ -115,7 +114,7 @@ def test_stopped_helper_loses_no_connection(daemon_factory):
     goes on, every one is served."""
     n = 100
     d = daemon_factory(model="process")
-    helper = d.fork_helper()
+    helper = d.wait_fork_helper()
     conns = []
     held_at = None
     os.kill(helper, signal.SIGSTOP)
