@@ -286,7 +286,7 @@ def test_plain_stop_delivers_to_a_slow_reader(store_daemon, model, args):
     d = store_daemon(model, args)
     data = b"".join(b"riga %d del lettore lento\n" % i for i in range(200000))
     c = socket.socket()
-    # Small buffers on our side: the daemon pushes back after little data.
+    # Small buffers on our side: its replies back up after little data.
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
     c.connect(("127.0.0.1", d.port))
