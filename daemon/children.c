@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "children.h"
 
@@ -12,11 +13,31 @@ static size_t child_home(const struct children *t, pid_t pid) {
         return (size_t) (((uint64_t) (uint32_t) pid * 0x9e3779b97f4a7c15ULL) >> 32) & t->mask;
 }
 
+/* The table has pages of its own that fork() leaves out: a child never
+ * reads it, and a page its parent writes after every fork, were it shared
+ * with the child, would be copied each time. */
+static struct child *table_new(size_t size) {
+        struct child *t = mmap(NULL, size * sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        if (t == MAP_FAILED)
+                return NULL;
+        if (madvise(t, size * sizeof(*t), MADV_DONTFORK) < 0) {
+                munmap(t, size * sizeof(*t));
+                return NULL;
+        }
+        return t;
+}
+
+static void table_free(struct child *t, size_t size) {
+        if (t)
+                munmap(t, size * sizeof(*t));
+}
+
 static int children_resize(struct children *t, size_t size) {
         struct child *old = t->table;
         size_t old_size = old ? t->mask + 1 : 0;
 
-        t->table = calloc(size, sizeof(*t->table));
+        t->table = table_new(size);
         if (!t->table) {
                 t->table = old;
                 return -ENOMEM;
@@ -30,7 +51,7 @@ static int children_resize(struct children *t, size_t size) {
                                 j = (j + 1) & t->mask;
                         t->table[j] = old[i];
                 }
-        free(old);
+        table_free(old, old_size);
         return 0;
 }
 
@@ -76,6 +97,6 @@ struct conn_slot *children_remove(struct children *t, pid_t pid) {
 }
 
 void children_free(struct children *t) {
-        free(t->table);
+        table_free(t->table, t->table ? t->mask + 1 : 0);
         *t = (struct children) { 0 };
 }

@@ -3,7 +3,8 @@
 
 /* Child processes by pid, each with its connection's slot: the process
  * model's own children and the fork helper's.  Open addressing, linear
- * probing, at most half full; pid 0 marks a free entry. */
+ * probing, at most half full; pid 0 marks a free entry.  The table is not
+ * inherited by a fork (MADV_DONTFORK): children must not use it. */
 
 #include <stddef.h>
 #include <sys/types.h>

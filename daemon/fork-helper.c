@@ -203,7 +203,7 @@ int fork_worker(struct children *t, struct shared *sh, struct conn_slot *slot, i
                 fork_child_prepare(fd);
                 atomic_store(&slot->pid, getpid());
                 /* Children do not hand over: see the server's set-up. */
-                tcp_serve_blocking(sh, slot, fd, resume, NULL);
+                tcp_serve_blocking_forked(sh, slot, fd, resume);
                 _exit(EXIT_SUCCESS);
         }
         atomic_store(&slot->pid, pid);
@@ -334,6 +334,10 @@ int fork_helper_run(int sock, struct shared *sh) {
         sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
         if (sfd < 0)
                 return -errno;
+        /* Reads the clock once, so that the vDSO's data pages are mapped
+         * here: fork() copies those mappings (not the vDSO's code), and
+         * every child, which reads the clock, would fault them in again. */
+        (void) now_usec_monotonic();
         while (!h.eof || h.children.n > 0) {
                 struct pollfd p[2] = {
                         { .fd = h.eof ? -1 : h.sock, .events = POLLIN | (h.queued ? POLLOUT : 0) },

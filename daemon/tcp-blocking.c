@@ -351,38 +351,60 @@ static bool conn_resume_replies(struct blocking_conn *c, const struct resumed_co
         return c->up.quit ? conn_ends(c, CLOSE_QUIT) : true;
 }
 
+/* Serves the connection in c, whose buffers the caller provides. */
+static enum close_reason conn_serve(struct blocking_conn *c, struct shared *sh, struct conn_slot *slot, int fd,
+                                    const struct resumed_conn *resume, const struct conn_store *store) {
+        int one = 1;
+
+        /* Field by field: a compound literal would zero the buffers. */
+        c->sh = sh;
+        c->slot = slot;
+        c->fd = fd;
+        c->eof = false;
+        c->rcvtimeo = 0;
+        c->handover = store;
+        c->stop_at = 0;
+        c->reason = CLOSE_ERROR;
+        c->unsent = NULL;
+        c->unsent_len = 0;
+        upcase_init(&c->up, true);
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        kick_arm(fd);
+        if (conn_resume_replies(c, resume))
+                conn_loop(c);
+        if (c->reason == CLOSE_QUIT || c->reason == CLOSE_KILLED)
+                conn_linger(c);
+        /* Before the caller closes fd, whose number may be reused. */
+        kick_disarm();
+        atomic_store(&slot->close_reason, c->reason);
+        return c->reason;
+}
+
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
                                      const struct resumed_conn *resume, const struct conn_store *store) {
         struct blocking_conn *c = malloc(sizeof(*c));
-        enum close_reason reason = CLOSE_ERROR;
-        int one = 1;
+        enum close_reason reason;
 
-        if (c) {
-                /* Field by field: a compound literal would zero the buffers. */
-                c->sh = sh;
-                c->slot = slot;
-                c->fd = fd;
-                c->eof = false;
-                c->rcvtimeo = 0;
-                c->handover = store;
-                c->stop_at = 0;
-                c->reason = CLOSE_ERROR;
-                c->unsent = NULL;
-                c->unsent_len = 0;
-                upcase_init(&c->up, true);
-                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                kick_arm(fd);
-                if (conn_resume_replies(c, resume))
-                        conn_loop(c);
-                if (c->reason == CLOSE_QUIT || c->reason == CLOSE_KILLED)
-                        conn_linger(c);
-                /* Before the caller closes fd, whose number may be reused. */
-                kick_disarm();
-                reason = c->reason;
-                free(c);
+        if (!c) {
+                atomic_store(&slot->close_reason, CLOSE_ERROR);
+                return CLOSE_ERROR;
         }
-        atomic_store(&slot->close_reason, reason);
+        reason = conn_serve(c, sh, slot, fd, resume, store);
+        free(c);
         return reason;
+}
+
+/* A forked worker's connection.  Static, in the zero pages that follow the
+ * program's data, whose page table the child uses anyway: from the heap,
+ * the child would fill one more page table, and take more faults, than it
+ * otherwise needs, each connection again.  On a VM that shadows page tables
+ * those are most of what a fork and an exit cost.  Untouched, and so free,
+ * in every process that does not serve a connection this way. */
+static struct blocking_conn forked_conn;
+
+enum close_reason tcp_serve_blocking_forked(struct shared *sh, struct conn_slot *slot, int fd,
+                                            const struct resumed_conn *resume) {
+        return conn_serve(&forked_conn, sh, slot, fd, resume, NULL);
 }
 
 void tcp_kick(struct conn_slot *slot, bool threads) {

@@ -33,6 +33,11 @@ struct conn_store {
 enum close_reason tcp_serve_blocking(struct shared *sh, struct conn_slot *slot, int fd,
                                      const struct resumed_conn *resume, const struct conn_store *store);
 
+/* The same in a forked worker, which serves this one connection and exits:
+ * its buffers are static (cannot fail), and it never hands over. */
+enum close_reason tcp_serve_blocking_forked(struct shared *sh, struct conn_slot *slot, int fd,
+                                            const struct resumed_conn *resume);
+
 /* Sends SIGUSR1 to every active connection's worker (slot->pid holds a
  * process id or, in the thread model, a thread id). */
 void tcp_kick_all(struct shared *sh, bool threads);

@@ -7,14 +7,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "children.h"
 #include "fork-helper.h"
 #include "suites.h"
+#include "tcp-blocking.h"
 
 #define WAIT_MS 5000
 
@@ -270,6 +276,99 @@ START_TEST(test_shared_map) {
 }
 END_TEST
 
+/* The children table stays with the process that forks: a child has no
+ * page of it (writing it after each fork would copy a shared page). */
+START_TEST(test_children_table_not_inherited) {
+        struct children t = { 0 };
+        unsigned char vec;
+        int status;
+        pid_t pid;
+
+        ck_assert_int_eq(children_reserve(&t), 0);
+        children_add(&t, 4242, NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                void *page = (void *) ((uintptr_t) t.table & ~(uintptr_t) (sysconf(_SC_PAGESIZE) - 1));
+
+                /* ENOMEM: not mapped in this process. */
+                _exit(mincore(page, 1, &vec) < 0 && errno == ENOMEM ? 0 : 1);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        /* The parent's table is whole, and grows. */
+        for (pid_t p = 1; p <= 100; p++) {
+                ck_assert_int_eq(children_reserve(&t), 0);
+                children_add(&t, 10000 + p, NULL);
+        }
+        ck_assert_uint_eq(t.n, 101);
+        ck_assert_int_eq(children_reserve(&t), 0);
+        ck_assert_ptr_null(children_remove(&t, 4242));
+        ck_assert_uint_eq(t.n, 100);
+        children_free(&t);
+}
+END_TEST
+
+/* The process's private writable memory, as RLIMIT_DATA counts it (KiB). */
+static long vm_data_kib(void) {
+        FILE *f = fopen("/proc/self/status", "re");
+        char line[128];
+        long kib = -1;
+
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmData: %ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+/* A forked worker serves its connection from static buffers: with no
+ * memory left to allocate (RLIMIT_DATA at what the process has), it still
+ * answers, and ends on EOF. */
+START_TEST(test_forked_worker_needs_no_allocation) {
+        struct shared *sh = NULL;
+        struct conn_slot *slot;
+        int c[2], status;
+        pid_t pid;
+
+        ck_assert_int_eq(shared_new(4, &sh), 0);
+        atomic_store(&sh->live.max_connections, 4);
+        slot = slot_for(sh, 1000);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
+        ck_assert_int_eq(fcntl(c[1], F_SETFL, O_NONBLOCK), 0);
+        ck_assert_int_eq(write(c[0], "ciao\n", 5), 5);
+        ck_assert_int_eq(shutdown(c[0], SHUT_WR), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+#ifndef __SANITIZE_ADDRESS__    /* its allocator maps memory of its own */
+                long kib;
+
+                malloc_trim(0);
+                kib = vm_data_kib();
+                if (kib <= 0 || setrlimit(RLIMIT_DATA, &(struct rlimit) { kib * 1024, RLIM_INFINITY }) < 0 ||
+                    malloc(256 * 1024) != NULL)
+                        _exit(100);     /* the limit would not hold */
+#endif
+                close(c[0]);
+                _exit(tcp_serve_blocking_forked(sh, slot, c[1], NULL));
+        }
+        close(c[1]);
+        expect_reply(c[0], "CIAO\n");
+        expect_eof(c[0]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), CLOSE_EOF);
+        ck_assert_int_eq(atomic_load(&slot->close_reason), CLOSE_EOF);
+        ck_assert_uint_eq(atomic_load(&slot->bytes_out), 5);
+        close(c[0]);
+        shared_free(sh);
+}
+END_TEST
+
 Suite *fork_helper_suite(void) {
         Suite *s = suite_create("fork-helper");
         TCase *tc = tcase_create("helper");
@@ -280,6 +379,8 @@ Suite *fork_helper_suite(void) {
         tcase_add_test(tc, test_helper_drops_malformed);
         tcase_add_test(tc, test_helper_socket_full_and_gone);
         tcase_add_test(tc, test_shared_map);
+        tcase_add_test(tc, test_children_table_not_inherited);
+        tcase_add_test(tc, test_forked_worker_needs_no_allocation);
         suite_add_tcase(s, tc);
         return s;
 }
