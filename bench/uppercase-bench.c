@@ -39,7 +39,10 @@
  * each by its CPU-time clock, plus cutime+cstime from /proc/PID/stat for
  * the children they reaped) is sampled at the start and at the end of the
  * measured window; reported as CPU seconds, CPU microseconds per request and
- * CPU utilisation.
+ * CPU utilisation.  So are the tree's minor page faults (minflt, and cminflt
+ * for the reaped), per request: a count, unlike CPU time not moved by what
+ * else the machine runs, and what a fork and an exit cost most of on a VM
+ * that shadows page tables.
  *
  * Exit status: 0 when every reply was right and some were received, 1 when
  * a reply was wrong or none completed, 2 on a usage error.
@@ -277,18 +280,19 @@ static void note_wrong(const char *what, const char *got, size_t got_len,
 
 static long clk_tck;
 
-/* CPU time (ns) and RSS (KiB) of pid and of its live descendants.  A
+/* CPU time (ns), RSS (KiB) and minor page faults of pid and of its live
+ * descendants (faults: with those of the children it reaped).  A
  * process's own time is its CPU-time clock (clock_getcpuclockid: every
  * thread, live or exited, to the nanosecond), else utime+stime from
  * /proc/PID/stat; to it adds cutime+cstime, the time of the children it
  * reaped.  Ticks are per process, so a clock avoids losing up to a tick per
  * short-lived child.  Returns false when pid is gone. */
-static bool proc_sample(pid_t pid, uint64_t *ns, uint64_t *rss_kib, int depth) {
+static bool proc_sample(pid_t pid, uint64_t *ns, uint64_t *rss_kib, uint64_t *faults, int depth) {
         char path[64], buf[1024], *p, *save = NULL;
         FILE *f;
         size_t n;
         int field = 3;
-        unsigned long long v[4] = { 0 }, rss = 0;
+        unsigned long long v[4] = { 0 }, rss = 0, flt = 0;
         uint64_t tick_ns = 1000000000ull / (uint64_t) clk_tck;
         clockid_t cid;
         struct timespec ts;
@@ -306,7 +310,9 @@ static bool proc_sample(pid_t pid, uint64_t *ns, uint64_t *rss_kib, int depth) {
         if (!p)
                 return false;
         for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save), field++) {
-                if (field >= 14 && field <= 17)
+                if (field == 10 || field == 11)
+                        flt += strtoull(tok, NULL, 10);     /* minflt, cminflt */
+                else if (field >= 14 && field <= 17)
                         v[field - 14] = strtoull(tok, NULL, 10);
                 else if (field == 24) {
                         rss = strtoull(tok, NULL, 10);
@@ -319,6 +325,7 @@ static bool proc_sample(pid_t pid, uint64_t *ns, uint64_t *rss_kib, int depth) {
                 *ns += (v[0] + v[1]) * tick_ns;
         *ns += (v[2] + v[3]) * tick_ns;
         *rss_kib += rss * (unsigned long long) sysconf(_SC_PAGESIZE) / 1024;
+        *faults += flt;
         if (depth > 8)
                 return true;
         snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
@@ -337,14 +344,14 @@ static bool proc_sample(pid_t pid, uint64_t *ns, uint64_t *rss_kib, int depth) {
                 if (!cf)
                         continue;
                 while (fscanf(cf, "%d", &child) == 1)
-                        (void) proc_sample(child, ns, rss_kib, depth + 1);
+                        (void) proc_sample(child, ns, rss_kib, faults, depth + 1);
                 fclose(cf);
         }
         closedir(d);
         return true;
 }
 
-static uint64_t cpu_start, cpu_end;
+static uint64_t cpu_start, cpu_end, faults_start, faults_end;
 static bool cpu_valid;
 static double self_cpu_start, self_cpu_end;
 
@@ -358,7 +365,7 @@ static double self_cpu(void) {
 }
 
 static void server_cpu_mark(bool start) {
-        uint64_t ns = 0, rss = 0;
+        uint64_t ns = 0, rss = 0, faults = 0;
 
         if (start)
                 self_cpu_start = self_cpu();
@@ -366,21 +373,24 @@ static void server_cpu_mark(bool start) {
                 self_cpu_end = self_cpu();
         if (o.server_pid <= 0)
                 return;
-        if (!proc_sample(o.server_pid, &ns, &rss, 0)) {
+        if (!proc_sample(o.server_pid, &ns, &rss, &faults, 0)) {
                 cpu_valid = false;
                 return;
         }
         if (start) {
                 cpu_start = ns;
+                faults_start = faults;
                 cpu_valid = true;
-        } else
+        } else {
                 cpu_end = ns;
+                faults_end = faults;
+        }
 }
 
 static long server_rss_kib(void) {
-        uint64_t ns = 0, rss = 0;
+        uint64_t ns = 0, rss = 0, faults = 0;
 
-        if (o.server_pid <= 0 || !proc_sample(o.server_pid, &ns, &rss, 0))
+        if (o.server_pid <= 0 || !proc_sample(o.server_pid, &ns, &rss, &faults, 0))
                 return -1;
         return (long) rss;
 }
@@ -2149,7 +2159,7 @@ static void report_busy_text(double win) {
 
 static void report(void) {
         double win = (double) (t_win_end - t_win_start) / 1e9;
-        double rps, mbps, cpu_s = -1, cpu_per_req = -1, cpu_util = -1;
+        double rps, mbps, cpu_s = -1, cpu_per_req = -1, cpu_util = -1, faults_per_req = -1;
 
         if (win <= 0)
                 win = 1e-9;
@@ -2163,6 +2173,8 @@ static void report(void) {
                         cpu_per_req = st.bytes_in ? cpu_s * 1e6 / ((double) st.bytes_in / 1048576.0) : -1;
                 else
                         cpu_per_req = st.requests ? cpu_s * 1e6 / (double) st.requests : -1;
+                if (st.requests)
+                        faults_per_req = (double) (faults_end - faults_start) / (double) st.requests;
         }
         if (o.json) {
                 printf("{\"mode\":\"%s\",\"host\":\"%s\",\"port\":%d,\"connections\":%d,\"pipeline\":%d,"
@@ -2181,8 +2193,10 @@ static void report(void) {
                        st.wrong, st.resets, st.closed, st.connect, st.timeouts, st.lost, st.late, errors_total());
                 printf("\"client_cpu_util\":%.3f,", (self_cpu_end - self_cpu_start) / win);
                 if (o.server_pid > 0 && cpu_valid)
-                        printf("\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_us_per_%s\":%.3f,\"cpu_util\":%.3f},",
-                               (int) o.server_pid, cpu_s, o.mode == M_STREAM ? "mib" : "req", cpu_per_req, cpu_util);
+                        printf("\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_us_per_%s\":%.3f,\"cpu_util\":%.3f,"
+                               "\"faults_per_req\":%.2f},",
+                               (int) o.server_pid, cpu_s, o.mode == M_STREAM ? "mib" : "req", cpu_per_req, cpu_util,
+                               faults_per_req);
                 else
                         printf("\"server\":null,");
                 if (o.mode == M_TCP)
@@ -2248,6 +2262,8 @@ static void report(void) {
         if (cpu_per_req >= 0)
                 printf("  server CPU        %.3f s, %.2f us per %s, %.0f%% of one CPU\n", cpu_s, cpu_per_req,
                        o.mode == M_STREAM ? "MiB" : "request", cpu_util * 100);
+        if (faults_per_req >= 0 && o.mode != M_STREAM)
+                printf("  server faults     %.2f minor page faults per request\n", faults_per_req);
         printf("  generator CPU     %.0f%% of one CPU\n", (self_cpu_end - self_cpu_start) / win * 100);
         printf("  errors            %" PRIu64 " (wrong %" PRIu64 ", resets %" PRIu64 ", closed %" PRIu64
                ", connect %" PRIu64 ", timeouts %" PRIu64 ", lost %" PRIu64 "; late %" PRIu64 ")\n",
@@ -2275,7 +2291,8 @@ static void usage(FILE *f) {
               "      --peer-rcvbuf N[KMG]  busy: the peers' SO_RCVBUF (default: the system's)\n"
               "      --probe-interval MS   busy: the probes' turns (10)\n"
               "      --echo           expect the request back unchanged (echo servers)\n"
-              "      --server-pid PID report the server's CPU time (and RSS for idle)\n"
+              "      --server-pid PID report the server's CPU time and page faults (and RSS\n"
+              "                       for idle)\n"
               "      --json           one JSON object on stdout\n"
               "  -4, -6               IPv4 (127.0.0.1) or IPv6 (::1)\n"
               "  -H, --host ADDR      numeric server address\n"

@@ -6,6 +6,7 @@ here we check it found no error, did some work, and that --json parses.
 And bench/run --models (make bench-models) in a tiny form: every model at
 every number of connections, with figures."""
 
+import contextlib
 import json
 import os
 import re
@@ -102,12 +103,13 @@ def test_bench_mode_against_daemon(event_daemon, args):
     assert event_daemon.running()
 
 
-@pytest.fixture
-def echo_ref():
+@contextlib.contextmanager
+def running_echo_ref(model):
+    """bench/echo-ref in model (epoll, thread, fork, udp); yields its port and pid."""
     if not os.access(ECHO, os.X_OK):
         pytest.fail("%s not built (make all builds it)" % ECHO)
     port = free_port()
-    p = subprocess.Popen([ECHO, "epoll", str(port)], stdin=subprocess.DEVNULL,
+    p = subprocess.Popen([ECHO, model, str(port)], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 5
@@ -130,11 +132,28 @@ def echo_ref():
             p.wait(5)
 
 
+@pytest.fixture
+def echo_ref():
+    with running_echo_ref("epoll") as r:
+        yield r
+
+
 def test_bench_against_echo_ref(echo_ref):
     port, pid = echo_ref
     code, r, err = bench(port, "tcp", "-c", "8", "-p", "4", "--echo", *SHORT, pid=pid)
     assert code == 0, (r, err)
     assert r["errors_total"] == 0 and r["requests"] > 0 and r["echo"] is True
+
+
+def test_bench_counts_reaped_childrens_page_faults():
+    """Against a fork-per-connection server, the page faults per request
+    include those of the children the server reaped: every child writes to
+    pages it shares with its parent, so each connection costs faults."""
+    with running_echo_ref("fork") as (port, pid):
+        code, r, err = bench(port, "connect", "-c", "4", "--echo", *SHORT, pid=pid)
+    assert code == 0, (r, err)
+    assert r["requests"] > 0
+    assert r["server"]["faults_per_req"] >= 2, r["server"]
 
 
 def test_bench_detects_wrong_replies(echo_ref):
