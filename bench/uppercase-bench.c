@@ -15,8 +15,13 @@
  *   connect  -c concurrent slots: connect, send one request, read its reply,
  *            close; again.  Latency is counted from connect().
  *   udp      -c datagrams in flight over --sockets connected UDP sockets,
- *            sendmmsg/recvmmsg; a datagram unanswered after --timeout is
- *            counted lost and sent again.
+ *            sent in batches as one UDP GSO message each (UDP_SEGMENT: the
+ *            kernel cuts it into the same datagrams; --no-gso, or a kernel
+ *            without it: sendmmsg), read with recvmmsg; a datagram
+ *            unanswered after --timeout is counted lost and sent again.
+ *            GSO keeps the generator from being the bottleneck: sent one
+ *            by one, the datagrams cost it as much kernel time as a server
+ *            spends answering them, and on 2 CPUs it was the limit.
  *   stream   -c connections (default 1) share a --bytes transfer (default
  *            256 MiB) sent while the replies are read; MB/s.  No warm-up:
  *            the whole transfer is measured, capped at -d seconds of sending.
@@ -92,6 +97,7 @@ static struct {
         int port;
         uint64_t bytes;
         int sockets;
+        bool no_gso;            /* udp: sendmmsg, not one GSO message per batch */
         double timeout_ms;      /* < 0: the mode's default */
         pid_t server_pid;
         uint64_t peer_read, window, peer_rcvbuf;        /* busy */
@@ -1030,6 +1036,41 @@ static struct uslot *uslots;
 static struct usock *usocks;
 static int n_usocks;
 static size_t udp_rsize;
+static bool udp_gso;            /* sends go as UDP GSO messages */
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+/* Requests per GSO message: a batch, within a UDP datagram's 65,507 bytes. */
+static int udp_gso_batch(void) {
+        size_t fit = 65000 / S;
+
+        return fit < UDP_BATCH ? (int) (fit ? fit : 1) : UDP_BATCH;
+}
+
+/* Sends the batch's n requests (u->siov) as one GSO message of S-byte
+ * segments: all or none.  Returns n, or -1 with errno. */
+static int usock_send_gso(struct usock *u, int n) {
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(uint16_t))];
+        } control = { 0 };
+        struct msghdr h = {
+                .msg_iov = u->siov,
+                .msg_iovlen = (size_t) n,
+                .msg_control = control.buf,
+                .msg_controllen = sizeof(control.buf),
+        };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&h);
+        uint16_t seg = (uint16_t) S;
+
+        c->cmsg_level = IPPROTO_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(seg));
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+        return sendmsg(u->fd, &h, MSG_DONTWAIT) < 0 ? -1 : n;
+}
 
 static void make_udp_request(uint64_t id, char *out) {
         char num[UDP_ID_DIGITS + 1];
@@ -1063,7 +1104,8 @@ static void usock_set_events(struct usock *u) {
 
 static void usock_flush(struct usock *u, uint64_t now) {
         while (u->qlen > 0 && issuing) {
-                int batch = u->qlen < UDP_BATCH ? u->qlen : UDP_BATCH, sent;
+                int max = udp_gso ? udp_gso_batch() : UDP_BATCH;
+                int batch = u->qlen < max ? u->qlen : max, sent;
 
                 for (int i = 0; i < batch; i++) {
                         int slot = u->queue[i];
@@ -1076,10 +1118,18 @@ static void usock_flush(struct usock *u, uint64_t now) {
                         u->smsg[i].msg_hdr.msg_iov = &u->siov[i];
                         u->smsg[i].msg_hdr.msg_iovlen = 1;
                 }
-                sent = sendmmsg(u->fd, u->smsg, (unsigned) batch, MSG_DONTWAIT);
+                if (udp_gso && batch > 1)
+                        sent = usock_send_gso(u, batch);
+                else
+                        sent = sendmmsg(u->fd, u->smsg, (unsigned) batch, MSG_DONTWAIT);
                 if (sent < 0) {
                         if (errno == EINTR)
                                 continue;
+                        /* The route or the kernel refuses GSO: one by one from now on. */
+                        if (udp_gso && batch > 1 && (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT)) {
+                                udp_gso = false;
+                                continue;
+                        }
                         if (errno == EAGAIN || errno == ENOBUFS)
                                 break;
                         if (errno == ECONNREFUSED) {
@@ -1204,6 +1254,9 @@ static void run_udp(void) {
                 u->events = EPOLLIN;
                 ep_ctl(EPOLL_CTL_ADD, u->fd, EPOLLIN, u);
         }
+        /* GSO where the kernel has it (Linux 4.18) and a message holds two requests. */
+        udp_gso = !o.no_gso && udp_gso_batch() > 1 &&
+                  setsockopt(usocks[0].fd, IPPROTO_UDP, UDP_SEGMENT, &(int) { 0 }, sizeof(int)) == 0;
         for (int i = 0; i < n; i++)
                 usock_enqueue(i);
         for (int i = 0; i < n_usocks; i++)
@@ -2199,6 +2252,8 @@ static void report(void) {
                                faults_per_req);
                 else
                         printf("\"server\":null,");
+                if (o.mode == M_UDP)
+                        printf("\"udp\":{\"gso\":%s},", udp_gso ? "true" : "false");
                 if (o.mode == M_TCP)
                         printf("\"tcp\":{\"ramp_s\":%.3f,\"serving_at_start\":%ld},", st.ramp_s,
                                st.serving_start);
@@ -2237,6 +2292,8 @@ static void report(void) {
                o.mode == M_UDP ? "in flight" : "connections");
         if (o.mode == M_TCP)
                 printf(", %d pipelined", o.pipeline);
+        if (o.mode == M_UDP)
+                printf(", %s", udp_gso ? "sent with GSO" : "sent one by one");
         printf(", %zu-byte requests%s, %.2f s measured\n", S, o.echo ? " (echo)" : "", win);
         if (o.mode == M_TCP)
                 printf("  opened            in %.3f s, %ld of %d served when the window started\n", st.ramp_s,
@@ -2284,6 +2341,8 @@ static void usage(FILE *f) {
               "  -w, --warmup SEC     unmeasured time first (default 1; not for stream/idle)\n"
               "  -b, --bytes N[KMG]   stream: bytes to send in all (default 256M)\n"
               "      --sockets K      udp: sockets (default 4)\n"
+              "      --no-gso         udp: send datagram by datagram (sendmmsg), not as\n"
+              "                       one UDP GSO message per batch\n"
               "      --timeout MS     udp: resend after (default 200); others: stall limit (5000)\n"
               "      --peer-read N[KMG]    busy: a peer reads at most this much per turn (32K)\n"
               "      --peer-interval MS    busy: a peer's turns are this far apart (50)\n"
@@ -2363,6 +2422,7 @@ int main(int argc, char **argv) {
                 { "warmup", required_argument, NULL, 'w' },
                 { "bytes", required_argument, NULL, 'b' },
                 { "sockets", required_argument, NULL, 6 },
+                { "no-gso", no_argument, NULL, 12 },
                 { "timeout", required_argument, NULL, 2 },
                 { "echo", no_argument, NULL, 3 },
                 { "server-pid", required_argument, NULL, 4 },
@@ -2407,6 +2467,7 @@ int main(int argc, char **argv) {
                 case 9: o.window = parse_size(optarg); break;
                 case 10: o.probe_interval_ms = parse_double(optarg, "probe interval"); break;
                 case 11: o.peer_rcvbuf = parse_size(optarg); break;
+                case 12: o.no_gso = true; break;
                 case 4: o.server_pid = (pid_t) parse_long(optarg, "pid", 1, INT_MAX); break;
                 case 5: o.json = true; break;
                 case 'H': o.host = optarg; break;
