@@ -310,6 +310,7 @@ START_TEST(test_children_table_not_inherited) {
 }
 END_TEST
 
+#ifndef __SANITIZE_ADDRESS__    /* its allocator maps memory of its own */
 /* The process's private writable memory, as RLIMIT_DATA counts it (KiB). */
 static long vm_data_kib(void) {
         FILE *f = fopen("/proc/self/status", "re");
@@ -324,6 +325,7 @@ static long vm_data_kib(void) {
         fclose(f);
         return kib;
 }
+#endif
 
 /* A forked worker serves its connection from static buffers: with no
  * memory left to allocate (RLIMIT_DATA at what the process has), it still
