@@ -97,6 +97,6 @@ struct conn_slot *children_remove(struct children *t, pid_t pid) {
 }
 
 void children_free(struct children *t) {
-        table_free(t->table, t->table ? t->mask + 1 : 0);
+        table_free(t->table, t->mask + 1);
         *t = (struct children) { 0 };
 }
